@@ -1,0 +1,604 @@
+//! Module arguments: the flat JSON object Ansible writes to the args file, validated into a
+//! [`Config`]. Binary modules get no argument-spec validation from Ansible, so every check lives
+//! here, and every message names the offending field (e.g. `ingress.allow[1].sources[0]`).
+//! Coercions follow Ansible's own argument spec: "yes"/"no" for booleans, "8080" for integers,
+//! "a,b" for lists.
+
+use crate::core::policy::{
+    AllowEntry, Backend, BackendChoice, Config, Family, Ingress, PortRange, Proto, State, Strategy,
+    Verdict,
+};
+use ipnet::IpNet;
+use serde_json::{Map, Value};
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+pub const DEFAULT_RULES_V4: &str = "/etc/iptables/rules.v4";
+pub const DEFAULT_RULES_V6: &str = "/etc/iptables/rules.v6";
+pub const DEFAULT_DOCKER_INTERFACES: [&str; 2] = ["docker0", "br-+"];
+
+const TOP_LEVEL_KEYS: [&str; 10] = [
+    "state",
+    "families",
+    "backend",
+    "external_interfaces",
+    "docker_interfaces",
+    "strategy",
+    "ingress",
+    "persist",
+    "rules_v4",
+    "rules_v6",
+];
+const INGRESS_KEYS: [&str; 2] = ["default", "allow"];
+const ALLOW_KEYS: [&str; 5] = ["ports", "proto", "sources", "destination", "comment"];
+
+/// iptables keeps comments up to 255 bytes; our tag takes the rest.
+const MAX_COMMENT_LEN: usize = 200;
+/// IFNAMSIZ - 1.
+const MAX_INTERFACE_LEN: usize = 15;
+
+/// A validation failure; the message names the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgError(pub String);
+
+impl std::fmt::Display for ArgError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ArgError {}
+
+type Result<T> = std::result::Result<T, ArgError>;
+
+fn err<T>(field: &str, what: impl std::fmt::Display) -> Result<T> {
+    Err(ArgError(format!("{field}: {what}")))
+}
+
+/// Parses the args file's text.
+pub fn parse_args_text(text: &str) -> Result<Config> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| ArgError(format!("the args file is not valid JSON: {e}")))?;
+    parse_args(&value)
+}
+
+pub fn parse_args(value: &Value) -> Result<Config> {
+    let Value::Object(args) = value else {
+        return Err(ArgError(
+            "the args file must hold one JSON object of module arguments".into(),
+        ));
+    };
+    let mut unknown: Vec<&str> = args
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !k.starts_with("_ansible_") && !TOP_LEVEL_KEYS.contains(k))
+        .collect();
+    if !unknown.is_empty() {
+        unknown.sort_unstable();
+        return Err(ArgError(format!(
+            "Unsupported parameters for (docker_firewall) module: {}. Supported parameters include: {}.",
+            unknown.join(", "),
+            sorted(&TOP_LEVEL_KEYS).join(", ")
+        )));
+    }
+    let get = |key: &str| args.get(key).filter(|v| !v.is_null());
+
+    let state = match get("state") {
+        None => State::Present,
+        Some(v) => match choice(v, "state", &["present", "absent"])? {
+            "present" => State::Present,
+            _ => State::Absent,
+        },
+    };
+    let families = match get("families") {
+        None => vec![Family::Ipv4, Family::Ipv6],
+        Some(v) => families(v)?,
+    };
+    let backend = match get("backend") {
+        None => BackendChoice::Auto,
+        Some(v) => match choice(v, "backend", &["auto", "legacy", "nft"])? {
+            "legacy" => BackendChoice::Fixed(Backend::Legacy),
+            "nft" => BackendChoice::Fixed(Backend::Nft),
+            _ => BackendChoice::Auto,
+        },
+    };
+    let external_interfaces = match get("external_interfaces") {
+        None => None,
+        Some(v) => Some(interfaces(v, "external_interfaces")?),
+    };
+    let docker_interfaces = match get("docker_interfaces") {
+        None => DEFAULT_DOCKER_INTERFACES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        Some(v) => interfaces(v, "docker_interfaces")?,
+    };
+    let strategy = match get("strategy") {
+        None => Strategy::DockerUser,
+        Some(v) => match choice(v, "strategy", &["docker_user", "prerouting", "both"])? {
+            "prerouting" => Strategy::Prerouting,
+            "both" => Strategy::Both,
+            _ => Strategy::DockerUser,
+        },
+    };
+    let ingress = match get("ingress") {
+        None => Ingress {
+            default: Verdict::Drop,
+            allow: Vec::new(),
+        },
+        Some(v) => ingress(v)?,
+    };
+    let persist = match get("persist") {
+        None => true,
+        Some(v) => boolean(v, "persist")?,
+    };
+    let rules_v4 = match get("rules_v4") {
+        None => PathBuf::from(DEFAULT_RULES_V4),
+        Some(v) => path(v, "rules_v4")?,
+    };
+    let rules_v6 = match get("rules_v6") {
+        None => PathBuf::from(DEFAULT_RULES_V6),
+        Some(v) => path(v, "rules_v6")?,
+    };
+    if persist && rules_v4 == rules_v6 {
+        return err("rules_v6", "must differ from rules_v4");
+    }
+    let internal_flag = |key: &str| {
+        args.get(key)
+            .filter(|v| !v.is_null())
+            .map(|v| boolean(v, key))
+            .transpose()
+            .map(|b| b.unwrap_or(false))
+    };
+    Ok(Config {
+        state,
+        families,
+        backend,
+        external_interfaces,
+        docker_interfaces,
+        strategy,
+        ingress,
+        persist,
+        rules_v4,
+        rules_v6,
+        check_mode: internal_flag("_ansible_check_mode")?,
+        diff: internal_flag("_ansible_diff")?,
+    })
+}
+
+fn sorted<'a>(keys: &[&'a str]) -> Vec<&'a str> {
+    let mut keys = keys.to_vec();
+    keys.sort_unstable();
+    keys
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a dict",
+    }
+}
+
+/// A string, as Ansible's `str` type: numbers are converted, everything else refused.
+fn string(v: &Value, field: &str) -> Result<String> {
+    match v {
+        Value::String(s) => Ok(s.trim().to_string()),
+        Value::Number(n) => Ok(n.to_string()),
+        other => err(
+            field,
+            format!("expected a string, got {}", type_name(other)),
+        ),
+    }
+}
+
+fn choice<'a>(v: &Value, field: &str, choices: &[&'a str]) -> Result<&'a str> {
+    let s = string(v, field)?;
+    choices.iter().find(|c| **c == s).copied().ok_or_else(|| {
+        ArgError(format!(
+            "{field}: value must be one of: {}, got: {s}",
+            choices.join(", ")
+        ))
+    })
+}
+
+fn boolean(v: &Value, field: &str) -> Result<bool> {
+    let text = match v {
+        Value::Bool(b) => return Ok(*b),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.trim().to_ascii_lowercase(),
+        other => {
+            return err(
+                field,
+                format!("expected a boolean, got {}", type_name(other)),
+            );
+        }
+    };
+    match text.as_str() {
+        "yes" | "on" | "1" | "true" | "y" | "t" | "1.0" => Ok(true),
+        "no" | "off" | "0" | "false" | "n" | "f" | "0.0" => Ok(false),
+        _ => err(field, format!("'{text}' is not a valid boolean")),
+    }
+}
+
+/// A list, as Ansible's `list` type: a comma-separated string or a single scalar becomes a list.
+fn list(v: &Value, field: &str) -> Result<Vec<Value>> {
+    match v {
+        Value::Array(items) => Ok(items.clone()),
+        Value::String(s) => Ok(s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| Value::String(p.to_string()))
+            .collect()),
+        Value::Number(_) => Ok(vec![v.clone()]),
+        other => err(field, format!("expected a list, got {}", type_name(other))),
+    }
+}
+
+fn dict<'a>(v: &'a Value, field: &str, allowed: &[&str]) -> Result<&'a Map<String, Value>> {
+    let Value::Object(map) = v else {
+        return err(field, format!("expected a dict, got {}", type_name(v)));
+    };
+    let mut unknown: Vec<&str> = map
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !allowed.contains(k))
+        .collect();
+    if !unknown.is_empty() {
+        unknown.sort_unstable();
+        return err(
+            field,
+            format!(
+                "unsupported key(s): {}. Supported keys: {}",
+                unknown.join(", "),
+                allowed.join(", ")
+            ),
+        );
+    }
+    Ok(map)
+}
+
+fn families(v: &Value) -> Result<Vec<Family>> {
+    let mut out = Vec::new();
+    for (i, item) in list(v, "families")?.iter().enumerate() {
+        let field = format!("families[{i}]");
+        let family = match choice(item, &field, &["ipv4", "ipv6"])? {
+            "ipv4" => Family::Ipv4,
+            _ => Family::Ipv6,
+        };
+        if !out.contains(&family) {
+            out.push(family);
+        }
+    }
+    if out.is_empty() {
+        return err("families", "must name at least one of ipv4, ipv6");
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Interface names as iptables takes them: 1-15 characters, a trailing `+` as wildcard.
+fn interfaces(v: &Value, field: &str) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for (i, item) in list(v, field)?.iter().enumerate() {
+        let field = format!("{field}[{i}]");
+        let name = string(item, &field)?;
+        validate_interface(&name).map_err(|why| ArgError(format!("{field}: '{name}' {why}")))?;
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    if out.is_empty() {
+        return err(field, "must name at least one interface");
+    }
+    Ok(out)
+}
+
+pub fn validate_interface(name: &str) -> std::result::Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("is empty");
+    }
+    if name.len() > MAX_INTERFACE_LEN {
+        return Err("is longer than 15 characters, which iptables refuses");
+    }
+    let body = name.strip_suffix('+').unwrap_or(name);
+    let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@');
+    if !body.chars().all(valid) {
+        return Err(
+            "is not a valid interface name (letters, digits, '-', '_', '.', '@', and a trailing '+' as wildcard)",
+        );
+    }
+    Ok(())
+}
+
+fn ingress(v: &Value) -> Result<Ingress> {
+    let map = dict(v, "ingress", &INGRESS_KEYS)?;
+    let default = match map.get("default").filter(|v| !v.is_null()) {
+        None => Verdict::Drop,
+        Some(v) => match choice(v, "ingress.default", &["drop", "reject"])? {
+            "reject" => Verdict::Reject,
+            _ => Verdict::Drop,
+        },
+    };
+    let mut allow = Vec::new();
+    if let Some(entries) = map.get("allow").filter(|v| !v.is_null()) {
+        let Value::Array(entries) = entries else {
+            return err(
+                "ingress.allow",
+                format!("expected a list of dicts, got {}", type_name(entries)),
+            );
+        };
+        for (i, entry) in entries.iter().enumerate() {
+            allow.push(allow_entry(entry, &format!("ingress.allow[{i}]"))?);
+        }
+    }
+    Ok(Ingress { default, allow })
+}
+
+fn allow_entry(v: &Value, field: &str) -> Result<AllowEntry> {
+    let map = dict(v, field, &ALLOW_KEYS)?;
+    let get = |key: &str| map.get(key).filter(|v| !v.is_null());
+    let mut ports = Vec::new();
+    if let Some(p) = get("ports") {
+        for (i, item) in list(p, &format!("{field}.ports"))?.iter().enumerate() {
+            let range = port_range(item, &format!("{field}.ports[{i}]"))?;
+            if !ports.contains(&range) {
+                ports.push(range);
+            }
+        }
+    }
+    let proto = match get("proto") {
+        None => Proto::Tcp,
+        Some(v) => match choice(v, &format!("{field}.proto"), &["tcp", "udp"])? {
+            "udp" => Proto::Udp,
+            _ => Proto::Tcp,
+        },
+    };
+    let mut sources = Vec::new();
+    if let Some(s) = get("sources") {
+        let items = list(s, &format!("{field}.sources"))?;
+        if items.is_empty() {
+            return err(
+                &format!("{field}.sources"),
+                "is empty; omit it to allow any source",
+            );
+        }
+        for (i, item) in items.iter().enumerate() {
+            let net = network(item, &format!("{field}.sources[{i}]"))?;
+            if !sources.contains(&net) {
+                sources.push(net);
+            }
+        }
+    }
+    let destination = match get("destination") {
+        None => None,
+        Some(v) => Some(address(v, &format!("{field}.destination"))?),
+    };
+    let comment = match get("comment") {
+        None => None,
+        Some(v) => Some(comment(v, &format!("{field}.comment"))?),
+    };
+    let entry = AllowEntry {
+        ports,
+        proto,
+        sources,
+        destination,
+        comment,
+    };
+    if let Some(d) = entry.destination
+        && !entry.sources.is_empty()
+        && !entry.sources.iter().any(|s| match d {
+            IpAddr::V4(_) => Family::Ipv4.holds(s),
+            IpAddr::V6(_) => Family::Ipv6.holds(s),
+        })
+    {
+        return err(
+            field,
+            format!("destination {d} and sources belong to different IP families"),
+        );
+    }
+    Ok(entry)
+}
+
+fn port_range(v: &Value, field: &str) -> Result<PortRange> {
+    let text = match v {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.trim().to_string(),
+        other => {
+            return err(
+                field,
+                format!(
+                    "expected a port or a range 'lo-hi', got {}",
+                    type_name(other)
+                ),
+            );
+        }
+    };
+    let port = |p: &str| -> Result<u16> {
+        let n: u64 = p.trim().parse().map_err(|_| {
+            ArgError(format!(
+                "{field}: '{text}' is not a port (1-65535) or a range 'lo-hi'"
+            ))
+        })?;
+        if !(1..=65535).contains(&n) {
+            return err(field, format!("port {n} is outside 1-65535"));
+        }
+        Ok(n as u16)
+    };
+    let (first, last) = match text.split_once(['-', ':']) {
+        Some((lo, hi)) => (port(lo)?, port(hi)?),
+        None => {
+            let p = port(&text)?;
+            (p, p)
+        }
+    };
+    if first > last {
+        return err(
+            field,
+            format!("range '{text}' is reversed (the first port must not exceed the last)"),
+        );
+    }
+    Ok(PortRange { first, last })
+}
+
+/// A CIDR or a single address; host bits are cleared, as iptables itself does.
+fn network(v: &Value, field: &str) -> Result<IpNet> {
+    let text = string(v, field)?;
+    let bad = || {
+        ArgError(format!(
+            "{field}: '{text}' is not a valid IP address or CIDR"
+        ))
+    };
+    if text.contains('/') {
+        let net: IpNet = text.parse().map_err(|_| bad())?;
+        Ok(net.trunc())
+    } else {
+        let addr: IpAddr = text.parse().map_err(|_| bad())?;
+        Ok(IpNet::from(addr))
+    }
+}
+
+fn address(v: &Value, field: &str) -> Result<IpAddr> {
+    let text = string(v, field)?;
+    text.parse()
+        .map_err(|_| ArgError(format!("{field}: '{text}' is not a valid IP address")))
+}
+
+fn comment(v: &Value, field: &str) -> Result<String> {
+    let text = string(v, field)?;
+    if text.len() > MAX_COMMENT_LEN {
+        return err(
+            field,
+            format!("is longer than {MAX_COMMENT_LEN} characters"),
+        );
+    }
+    if let Some(c) = text
+        .chars()
+        .find(|c| c.is_control() || matches!(c, '"' | '\'' | '\\' | '`'))
+    {
+        return err(
+            field,
+            format!("must not contain quotes, backslashes or control characters (found {c:?})"),
+        );
+    }
+    Ok(text)
+}
+
+fn path(v: &Value, field: &str) -> Result<PathBuf> {
+    let text = string(v, field)?;
+    if !text.starts_with('/') {
+        return err(field, format!("'{text}' must be an absolute path"));
+    }
+    if text.ends_with('/') {
+        return err(field, format!("'{text}' names a directory, not a file"));
+    }
+    Ok(PathBuf::from(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fails(args: Value) -> String {
+        parse_args(&args).unwrap_err().0
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse_args(&json!({"_ansible_check_mode": false, "_ansible_whatever": 3})).unwrap();
+        assert_eq!(c.state, State::Present);
+        assert_eq!(c.families, vec![Family::Ipv4, Family::Ipv6]);
+        assert_eq!(c.backend, BackendChoice::Auto);
+        assert_eq!(c.strategy, Strategy::DockerUser);
+        assert_eq!(c.docker_interfaces, vec!["docker0", "br-+"]);
+        assert!(c.persist);
+        assert_eq!(c.rules_v4, PathBuf::from(DEFAULT_RULES_V4));
+        assert!(!c.check_mode && !c.diff);
+    }
+
+    #[test]
+    fn coerces_like_ansible() {
+        let c = parse_args(&json!({
+            "persist": "no", "families": "ipv6,ipv4", "_ansible_check_mode": "yes",
+            "ingress": {"allow": [{"ports": "8080", "sources": "10.0.0.1, 2001:db8::/32"}]}
+        }))
+        .unwrap();
+        assert!(!c.persist && c.check_mode);
+        assert_eq!(c.families, vec![Family::Ipv4, Family::Ipv6]);
+        let e = &c.ingress.allow[0];
+        assert_eq!(
+            e.ports,
+            vec![PortRange {
+                first: 8080,
+                last: 8080
+            }]
+        );
+        assert_eq!(e.sources.len(), 2);
+    }
+
+    #[test]
+    fn names_the_offending_field() {
+        let msg = fails(json!({"ingress": {"allow": [
+            {"ports": [443]},
+            {"ports": [5432], "sources": ["123.45.67.89", "987.65.432.1"]}
+        ]}}));
+        assert_eq!(
+            msg,
+            "ingress.allow[1].sources[1]: '987.65.432.1' is not a valid IP address or CIDR"
+        );
+        assert!(
+            fails(json!({"ingress": {"allow": [{"ports": [70000]}]}}))
+                .starts_with("ingress.allow[0].ports[0]: port 70000 is outside 1-65535")
+        );
+        assert!(
+            fails(json!({"ingress": {"allow": [{"ports": ["9000-8000"]}]}})).contains("reversed")
+        );
+        assert!(fails(json!({"ingress": {"allow": [{"ports": [0]}]}})).contains("outside"));
+        assert!(fails(json!({"extrnal_interfaces": ["eth0"]})).starts_with(
+            "Unsupported parameters for (docker_firewall) module: extrnal_interfaces."
+        ));
+        assert!(
+            fails(json!({"ingress": {"allow": [{"port": 1}]}}))
+                .starts_with("ingress.allow[0]: unsupported key(s): port.")
+        );
+        assert!(
+            fails(json!({"external_interfaces": ["averyveryverylongname"]}))
+                .starts_with("external_interfaces[0]: 'averyveryverylongname' is longer")
+        );
+        assert!(
+            fails(json!({"external_interfaces": ["eth 0"]})).starts_with("external_interfaces[0]")
+        );
+        assert!(
+            fails(json!({"ingress": {"allow": [{"comment": "it's"}]}}))
+                .starts_with("ingress.allow[0].comment: must not contain quotes")
+        );
+        assert!(
+            fails(json!({"ingress": {"allow": [{"comment": "a\nb"}]}}))
+                .starts_with("ingress.allow[0].comment")
+        );
+        assert!(fails(json!({"persist": "maybe"})).starts_with("persist: 'maybe'"));
+        assert!(fails(json!({"strategy": "nat"})).starts_with("strategy: value must be one of"));
+        assert!(fails(json!({"rules_v4": "rules"})).contains("absolute"));
+        assert!(fails(json!({"ingress": {"allow": [{"destination": "10.0.0.1", "sources": ["2001:db8::1"]}]}}))
+            .contains("different IP families"));
+        assert!(fails(json!([1])).contains("one JSON object"));
+    }
+
+    #[test]
+    fn normalises_sources_and_ranges() {
+        let c = parse_args(&json!({"ingress": {"allow": [
+            {"ports": ["8000:8010", "9000-9000", 22], "sources": ["10.1.2.3/8", "2001:DB8::1"]}
+        ]}}))
+        .unwrap();
+        let e = &c.ingress.allow[0];
+        assert_eq!(e.ports[0].iptables(), "8000:8010");
+        assert_eq!(e.ports[1].iptables(), "9000");
+        assert_eq!(e.sources[0].to_string(), "10.0.0.0/8");
+        assert_eq!(e.sources[1].to_string(), "2001:db8::1/128");
+    }
+}

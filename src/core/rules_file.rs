@@ -1,0 +1,137 @@
+//! Our part of /etc/iptables/rules.v4 and rules.v6 (the files netfilter-persistent restores at
+//! boot, before Docker starts). Our content lives between BEGIN/END marker lines inside each
+//! table section; every other line of the file is kept byte for byte. Copies of our rules found
+//! outside the markers (a `netfilter-persistent save` dumps the live ruleset, ours included) are
+//! dropped so they cannot be declared twice.
+
+use super::owned::{DesiredState, is_builtin};
+use super::rule::{is_owned_chain, tag_hash};
+use std::collections::BTreeMap;
+
+pub const BEGIN: &str = "# BEGIN docker_firewall";
+pub const END: &str = "# END docker_firewall";
+const BEGIN_LINE: &str =
+    "# BEGIN docker_firewall (managed by Ansible: this block is rewritten on every run)";
+
+/// The file's new content, or None when the file should not exist (nothing left in it).
+pub fn updated_content(existing: Option<&str>, desired: &DesiredState) -> Option<String> {
+    let mut lines: Vec<String> = existing.map(strip_owned).unwrap_or_default();
+    for (table, body) in table_bodies(desired) {
+        let section = find_section(&lines, &table);
+        match section {
+            Some((start, commit)) => {
+                let declared = |chain: &str| {
+                    lines[start..commit]
+                        .iter()
+                        .any(|l| l.split_whitespace().next() == Some(&format!(":{chain}")))
+                };
+                let mut block = vec![BEGIN_LINE.to_string()];
+                block.extend(
+                    foreign_chains(desired, &table)
+                        .into_iter()
+                        .filter(|c| !declared(c))
+                        .map(|c| format!(":{c} - [0:0]")),
+                );
+                block.extend(body);
+                block.push(END.to_string());
+                lines.splice(commit..commit, block);
+            }
+            None => {
+                lines.push(BEGIN_LINE.to_string());
+                lines.push(format!("*{table}"));
+                lines.extend(
+                    foreign_chains(desired, &table)
+                        .into_iter()
+                        .map(|c| format!(":{c} - [0:0]")),
+                );
+                lines.extend(body);
+                lines.push("COMMIT".to_string());
+                lines.push(END.to_string());
+            }
+        }
+    }
+    if lines.iter().all(|l| l.trim().is_empty()) {
+        return None;
+    }
+    let mut text = lines.join("\n");
+    text.push('\n');
+    Some(text)
+}
+
+/// The file without anything of ours.
+fn strip_owned(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_block = false;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with(BEGIN) {
+            in_block = true;
+            continue;
+        }
+        if in_block {
+            if trimmed.starts_with(END) {
+                in_block = false;
+            }
+            continue;
+        }
+        if is_owned_line(trimmed) {
+            continue;
+        }
+        out.push(line.to_string());
+    }
+    out
+}
+
+fn is_owned_line(line: &str) -> bool {
+    if let Some(decl) = line.strip_prefix(':') {
+        return decl.split_whitespace().next().is_some_and(is_owned_chain);
+    }
+    let line = match line.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or(line, |(_, r)| r.trim_start()),
+        None => line,
+    };
+    let Some(rule) = line.strip_prefix("-A ") else {
+        return false;
+    };
+    let chain = rule.split_whitespace().next().unwrap_or("");
+    is_owned_chain(chain) || tag_hash(rule).is_some()
+}
+
+/// Start (`*table` line) and COMMIT line indices of a table section.
+fn find_section(lines: &[String], table: &str) -> Option<(usize, usize)> {
+    let header = format!("*{table}");
+    let start = lines.iter().position(|l| l.trim() == header)?;
+    let commit = lines[start..].iter().position(|l| l.trim() == "COMMIT")? + start;
+    Some((start, commit))
+}
+
+/// Foreign, non-built-in chains our hooks need (DOCKER-USER before Docker has started).
+fn foreign_chains(desired: &DesiredState, table: &str) -> Vec<String> {
+    desired
+        .tables
+        .get(table)
+        .map(|t| {
+            t.hooks
+                .keys()
+                .filter(|c| !is_builtin(table, c))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Per table, the lines between `*table` and COMMIT of the desired rendering.
+fn table_bodies(desired: &DesiredState) -> Vec<(String, Vec<String>)> {
+    let text = desired.render(&BTreeMap::new());
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for line in text.lines() {
+        if let Some(table) = line.strip_prefix('*') {
+            out.push((table.to_string(), Vec::new()));
+        } else if line != "COMMIT"
+            && let Some((_, body)) = out.last_mut()
+        {
+            body.push(line.to_string());
+        }
+    }
+    out
+}

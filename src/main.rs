@@ -1,0 +1,18 @@
+//! Ansible runs `docker_firewall <args file>` and reads one JSON object from stdout.
+
+use docker_firewall::module::{execute, failure};
+use docker_firewall::system::process::RealSystem;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--version") {
+        println!("docker_firewall {}", env!("CARGO_PKG_VERSION"));
+        return;
+    }
+    let path = args.get(1).cloned();
+    let result =
+        std::panic::catch_unwind(|| execute(path.as_deref(), &RealSystem)).unwrap_or_else(|_| {
+            failure("internal error: docker_firewall panicked (see module_stderr)")
+        });
+    println!("{result}");
+}

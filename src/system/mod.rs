@@ -1,0 +1,48 @@
+//! The edge: everything that touches the machine. [`System`] is the only way the module runs a
+//! process or touches a file; [`process::RealSystem`] implements it, [`fake::FakeSystem`] stands in
+//! for it in tests.
+
+pub mod fake;
+pub mod process;
+
+use crate::core::policy::{Backend, Family};
+use std::path::Path;
+
+/// A failed command, with what is needed to understand it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandError {
+    pub command: String,
+    pub status: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Display for CommandError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "'{}' failed ({})", self.command, self.status)?;
+        let stderr = self.stderr.trim();
+        if !stderr.is_empty() {
+            write!(f, ": {stderr}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CommandError {}
+
+pub trait System {
+    /// Whether the save and restore tools of this family and backend are installed.
+    fn has_tools(&self, family: Family, backend: Backend) -> bool;
+    /// The backend the plain `iptables` command uses, if it is installed.
+    fn default_backend(&self) -> Option<Backend>;
+    fn save(&self, family: Family, backend: Backend) -> Result<String, CommandError>;
+    /// `iptables-restore --noflush --wait` with `input` on stdin.
+    fn restore(&self, family: Family, backend: Backend, input: &str) -> Result<(), CommandError>;
+    /// `nft list tables`, when nft is installed (to recognise Docker's nftables backend).
+    fn nft_tables(&self) -> Option<String>;
+    /// Interfaces that hold a default route (IPv4 or IPv6).
+    fn default_route_interfaces(&self) -> Vec<String>;
+    fn read_file(&self, path: &Path) -> std::io::Result<Option<String>>;
+    /// Replaces the file atomically (temporary file, fsync, rename).
+    fn write_file(&self, path: &Path, content: &str) -> std::io::Result<()>;
+    fn remove_file(&self, path: &Path) -> std::io::Result<()>;
+}

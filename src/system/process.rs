@@ -1,0 +1,204 @@
+//! The real machine: iptables tools run as processes, files written atomically.
+
+use super::{CommandError, System};
+use crate::core::policy::{Backend, Family};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Where iptables lives; Ansible may run us with a PATH that lacks the sbin directories.
+const FALLBACK_PATH: [&str; 4] = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
+
+pub struct RealSystem;
+
+fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        .chain(FALLBACK_PATH)
+        .map(|dir| Path::new(dir).join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+fn tool_name(family: Family, backend: Backend, tool: &str) -> String {
+    let base = match family {
+        Family::Ipv4 => "iptables",
+        Family::Ipv6 => "ip6tables",
+    };
+    format!("{base}-{}-{tool}", backend.name())
+}
+
+/// The program for `tool` (save or restore): the backend-specific name, or on systems that ship
+/// only the plain name (`iptables-save`), that one when it uses the wanted backend.
+fn tool(family: Family, backend: Backend, tool: &str) -> Option<PathBuf> {
+    if let Some(p) = find_program(&tool_name(family, backend, tool)) {
+        return Some(p);
+    }
+    let base = match family {
+        Family::Ipv4 => "iptables",
+        Family::Ipv6 => "ip6tables",
+    };
+    let plain = find_program(&format!("{base}-{tool}"))?;
+    (detect_backend(base) == Some(backend)).then_some(plain)
+}
+
+fn detect_backend(program: &str) -> Option<Backend> {
+    let path = find_program(program)?;
+    let output = Command::new(path)
+        .arg("--version")
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if text.contains("nf_tables") {
+        Some(Backend::Nft)
+    } else {
+        Some(Backend::Legacy)
+    }
+}
+
+fn run(program: &Path, args: &[&str], input: Option<&str>) -> Result<String, CommandError> {
+    let command = std::iter::once(program.display().to_string())
+        .chain(args.iter().map(|a| a.to_string()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let failed = |status: String, stderr: String| CommandError {
+        command: command.clone(),
+        status,
+        stderr,
+    };
+    let mut child = Command::new(program)
+        .args(args)
+        .env("LC_ALL", "C")
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| failed("could not start".into(), e.to_string()))?;
+    if let Some(text) = input
+        && let Some(mut stdin) = child.stdin.take()
+    {
+        stdin
+            .write_all(text.as_bytes())
+            .map_err(|e| failed("could not write its input".into(), e.to_string()))?;
+    }
+    let output = child
+        .wait_with_output()
+        .map_err(|e| failed("could not be waited for".into(), e.to_string()))?;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if !output.status.success() {
+        return Err(failed(output.status.to_string(), stderr));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn missing(family: Family, backend: Backend, what: &str) -> CommandError {
+    CommandError {
+        command: tool_name(family, backend, what),
+        status: "not found".into(),
+        stderr: String::new(),
+    }
+}
+
+impl System for RealSystem {
+    fn has_tools(&self, family: Family, backend: Backend) -> bool {
+        tool(family, backend, "save").is_some() && tool(family, backend, "restore").is_some()
+    }
+
+    fn default_backend(&self) -> Option<Backend> {
+        detect_backend("iptables")
+    }
+
+    fn save(&self, family: Family, backend: Backend) -> Result<String, CommandError> {
+        let program =
+            tool(family, backend, "save").ok_or_else(|| missing(family, backend, "save"))?;
+        run(&program, &[], None)
+    }
+
+    fn restore(&self, family: Family, backend: Backend, input: &str) -> Result<(), CommandError> {
+        let program =
+            tool(family, backend, "restore").ok_or_else(|| missing(family, backend, "restore"))?;
+        run(&program, &["--noflush", "--wait"], Some(input)).map(|_| ())
+    }
+
+    fn nft_tables(&self) -> Option<String> {
+        let nft = find_program("nft")?;
+        run(&nft, &["list", "tables"], None).ok()
+    }
+
+    fn default_route_interfaces(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        // /proc/net/route: Iface Destination Gateway Flags RefCnt Use Metric Mask ...
+        if let Ok(text) = std::fs::read_to_string("/proc/net/route") {
+            for line in text.lines().skip(1) {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if f.len() > 7 && f[1] == "00000000" && f[7] == "00000000" {
+                    out.push(f[0].to_string());
+                }
+            }
+        }
+        // /proc/net/ipv6_route: dest prefixlen src srclen nexthop metric ref use flags iface
+        if let Ok(text) = std::fs::read_to_string("/proc/net/ipv6_route") {
+            for line in text.lines() {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                let default = f.len() > 9 && f[0].bytes().all(|b| b == b'0') && f[1] == "00";
+                if default && f[9] != "lo" {
+                    out.push(f[9].to_string());
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn read_file(&self, path: &Path) -> std::io::Result<Option<String>> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn write_file(&self, path: &Path, content: &str) -> std::io::Result<()> {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        std::fs::create_dir_all(dir)?;
+        let mode = std::fs::metadata(path)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or(0o640);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let temp = dir.join(format!(".{name}.docker_firewall.{}", std::process::id()));
+        let result = (|| {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&temp)?;
+            file.write_all(content.as_bytes())?;
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            file.sync_all()?;
+            std::fs::rename(&temp, path)?;
+            std::fs::File::open(dir)?.sync_all()
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        result
+    }
+
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}

@@ -120,6 +120,9 @@ impl LiveState {
         tables.sort_by_key(|(name, _)| table_rank(name));
         let mut blocks = Vec::new();
         for (name, table) in tables {
+            if table.chains.is_empty() && table.hooks.is_empty() {
+                continue;
+            }
             let chains: Vec<(&str, Vec<&str>)> = table
                 .chains
                 .iter()

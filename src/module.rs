@@ -3,12 +3,12 @@
 //! must plan to nothing.
 
 use crate::core::args::parse_args_text;
-use crate::core::desired::{desired_state, published_ports};
+use crate::core::desired::{DockerFacts, desired_state};
 use crate::core::owned::{DesiredState, LiveState};
 use crate::core::plan::{FamilyPlan, plan, rollback_input};
 use crate::core::policy::{Backend, BackendChoice, Config, Family, State};
 use crate::core::rules_file::updated_content;
-use crate::core::save::{Ruleset, parse_save};
+use crate::core::save::{Ruleset, incompatible_table_note, parse_save, target};
 use crate::system::{CommandError, System};
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
@@ -123,7 +123,24 @@ fn has_docker_chains(ruleset: &Ruleset) -> bool {
         .any(|t| DOCKER_CHAINS.iter().any(|c| t.has_chain(c)))
 }
 
+fn forward_reaches_docker_user(ruleset: &Ruleset) -> bool {
+    ruleset.table("filter").is_some_and(|t| {
+        t.rules_of("FORWARD")
+            .any(|r| target(&r.spec).as_deref() == Some("DOCKER-USER"))
+    })
+}
+
 fn parse_saved(text: &str, family: Family, backend: Backend) -> Result<Ruleset> {
+    if let Some(note) = incompatible_table_note(text) {
+        bail!(
+            "{}-{}-save cannot show this host's ruleset faithfully ({}): native nftables rules \
+             live in an iptables table. Refusing to plan against an incomplete view; move those \
+             rules to a table of their own",
+            iptables_name(family),
+            backend.name(),
+            note.trim_start_matches(['#', ' '])
+        );
+    }
     parse_save(text).with_context(|| {
         format!(
             "cannot parse the output of {}-{}-save",
@@ -194,13 +211,13 @@ fn restore_failure(family: Family, error: &CommandError, input: &str) -> anyhow:
 }
 
 /// The line number in "line N failed" / "line N: ..." messages of iptables-restore.
+/// Both backends' forms: "line 5 failed", "line 5: RULE_APPEND failed", "Error occurred at line: 5".
 fn failing_line(stderr: &str) -> Option<usize> {
-    let at = stderr.find("line ")?;
-    let digits: String = stderr[at + 5..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
+    stderr.match_indices("line").find_map(|(at, _)| {
+        let rest = stderr[at + 4..].trim_start_matches([':', ' ']);
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    })
 }
 
 pub fn run(config: &Config, system: &dyn System) -> Result<Report> {
@@ -241,8 +258,22 @@ pub fn run(config: &Config, system: &dyn System) -> Result<Report> {
             }
         };
         saw_docker |= has_docker_chains(&ruleset);
+        let facts = DockerFacts::read(&ruleset);
+        if config.state == State::Present
+            && config.strategy.filters_forward()
+            && !facts.published.is_empty()
+            && !forward_reaches_docker_user(&ruleset)
+        {
+            warnings.push(format!(
+                "{}: Docker publishes ports but FORWARD does not jump to DOCKER-USER (Docker did \
+                 not set up its {} filter chains), so the docker_user strategy does not filter \
+                 this family; strategy both also closes the ports in the nat table",
+                family.name(),
+                family.name()
+            ));
+        }
         let live = LiveState::from_ruleset(&ruleset);
-        let desired = desired_state(config, family, &external, &published_ports(&ruleset));
+        let desired = desired_state(config, family, &external, &facts);
         let plan = plan(&live, &desired);
         runs.push(FamilyRun {
             family,

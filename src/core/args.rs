@@ -5,8 +5,8 @@
 //! "a,b" for lists.
 
 use crate::core::policy::{
-    AllowEntry, Backend, BackendChoice, Config, Family, Ingress, PortRange, Proto, State, Strategy,
-    Verdict,
+    AllowEntry, Backend, BackendChoice, Config, Egress, EgressAllow, Family, Ingress, Log,
+    PortRange, Proto, Rate, State, Strategy, Verdict,
 };
 use ipnet::IpNet;
 use serde_json::{Map, Value};
@@ -17,7 +17,7 @@ pub const DEFAULT_RULES_V4: &str = "/etc/iptables/rules.v4";
 pub const DEFAULT_RULES_V6: &str = "/etc/iptables/rules.v6";
 pub const DEFAULT_DOCKER_INTERFACES: [&str; 2] = ["docker0", "br-+"];
 
-const TOP_LEVEL_KEYS: [&str; 10] = [
+const TOP_LEVEL_KEYS: [&str; 13] = [
     "state",
     "families",
     "backend",
@@ -25,12 +25,34 @@ const TOP_LEVEL_KEYS: [&str; 10] = [
     "docker_interfaces",
     "strategy",
     "ingress",
+    "egress",
+    "log",
+    "audit",
     "persist",
     "rules_v4",
     "rules_v6",
 ];
 const INGRESS_KEYS: [&str; 2] = ["default", "allow"];
 const ALLOW_KEYS: [&str; 5] = ["ports", "proto", "sources", "destination", "comment"];
+const EGRESS_KEYS: [&str; 4] = ["deny_private", "private_ranges", "deny_host", "allow"];
+const EGRESS_ALLOW_KEYS: [&str; 4] = ["destinations", "ports", "proto", "comment"];
+const LOG_KEYS: [&str; 3] = ["enabled", "prefix", "rate"];
+
+pub const DEFAULT_PRIVATE_RANGES: [&str; 9] = [
+    "10.0.0.0/8",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "224.0.0.0/4",
+    "fc00::/7",
+    "fe80::/10",
+    "ff00::/8",
+];
+pub const DEFAULT_LOG_PREFIX: &str = "docker-fw ";
+/// The module appends the longest of these to the prefix; iptables allows 29 characters.
+pub const LOG_KINDS: [&str; 4] = ["in-drop ", "in-audit ", "out-drop ", "out-audit "];
+const MAX_LOG_PREFIX_LEN: usize = 29 - 10;
 
 /// iptables keeps comments up to 255 bytes; our tag takes the rest.
 const MAX_COMMENT_LEN: usize = 200;
@@ -128,6 +150,18 @@ pub fn parse_args(value: &Value) -> Result<Config> {
         },
         Some(v) => ingress(v)?,
     };
+    let egress = match get("egress") {
+        None => egress(&Value::Object(Map::new()))?,
+        Some(v) => egress(v)?,
+    };
+    let log = match get("log") {
+        None => log(&Value::Object(Map::new()))?,
+        Some(v) => log(v)?,
+    };
+    let audit = match get("audit") {
+        None => false,
+        Some(v) => boolean(v, "audit")?,
+    };
     let persist = match get("persist") {
         None => true,
         Some(v) => boolean(v, "persist")?,
@@ -158,6 +192,9 @@ pub fn parse_args(value: &Value) -> Result<Config> {
         docker_interfaces,
         strategy,
         ingress,
+        egress,
+        log,
+        audit,
         persist,
         rules_v4,
         rules_v6,
@@ -342,22 +379,8 @@ fn ingress(v: &Value) -> Result<Ingress> {
 fn allow_entry(v: &Value, field: &str) -> Result<AllowEntry> {
     let map = dict(v, field, &ALLOW_KEYS)?;
     let get = |key: &str| map.get(key).filter(|v| !v.is_null());
-    let mut ports = Vec::new();
-    if let Some(p) = get("ports") {
-        for (i, item) in list(p, &format!("{field}.ports"))?.iter().enumerate() {
-            let range = port_range(item, &format!("{field}.ports[{i}]"))?;
-            if !ports.contains(&range) {
-                ports.push(range);
-            }
-        }
-    }
-    let proto = match get("proto") {
-        None => Proto::Tcp,
-        Some(v) => match choice(v, &format!("{field}.proto"), &["tcp", "udp"])? {
-            "udp" => Proto::Udp,
-            _ => Proto::Tcp,
-        },
-    };
+    let ports = ports(get("ports"), field)?;
+    let proto = proto(get("proto"), field)?;
     let mut sources = Vec::new();
     if let Some(s) = get("sources") {
         let items = list(s, &format!("{field}.sources"))?;
@@ -402,6 +425,172 @@ fn allow_entry(v: &Value, field: &str) -> Result<AllowEntry> {
         );
     }
     Ok(entry)
+}
+
+fn egress(v: &Value) -> Result<Egress> {
+    let map = dict(v, "egress", &EGRESS_KEYS)?;
+    let get = |key: &str| map.get(key).filter(|v| !v.is_null());
+    let deny_private = match get("deny_private") {
+        None => false,
+        Some(v) => boolean(v, "egress.deny_private")?,
+    };
+    let deny_host = match get("deny_host") {
+        None => false,
+        Some(v) => boolean(v, "egress.deny_host")?,
+    };
+    let private_ranges = match get("private_ranges") {
+        None => DEFAULT_PRIVATE_RANGES
+            .iter()
+            .filter_map(|r| r.parse::<ipnet::IpNet>().ok())
+            .collect(),
+        Some(v) => networks(v, "egress.private_ranges")?,
+    };
+    let mut allow = Vec::new();
+    if let Some(entries) = get("allow") {
+        let Value::Array(entries) = entries else {
+            return err(
+                "egress.allow",
+                format!("expected a list of dicts, got {}", type_name(entries)),
+            );
+        };
+        for (i, entry) in entries.iter().enumerate() {
+            let field = format!("egress.allow[{i}]");
+            let map = dict(entry, &field, &EGRESS_ALLOW_KEYS)?;
+            let get = |key: &str| map.get(key).filter(|v| !v.is_null());
+            let destinations = match get("destinations") {
+                None => return err(&field, "destinations is required"),
+                Some(v) => networks(v, &format!("{field}.destinations"))?,
+            };
+            allow.push(EgressAllow {
+                destinations,
+                ports: ports(get("ports"), &field)?,
+                proto: proto(get("proto"), &field)?,
+                comment: get("comment")
+                    .map(|v| comment(v, &format!("{field}.comment")))
+                    .transpose()?,
+            });
+        }
+    }
+    Ok(Egress {
+        deny_private,
+        private_ranges,
+        deny_host,
+        allow,
+    })
+}
+
+fn networks(v: &Value, field: &str) -> Result<Vec<IpNet>> {
+    let items = list(v, field)?;
+    if items.is_empty() {
+        return err(field, "must name at least one address or CIDR");
+    }
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let net = network(item, &format!("{field}[{i}]"))?;
+        if !out.contains(&net) {
+            out.push(net);
+        }
+    }
+    Ok(out)
+}
+
+fn log(v: &Value) -> Result<Log> {
+    let map = dict(v, "log", &LOG_KEYS)?;
+    let get = |key: &str| map.get(key).filter(|v| !v.is_null());
+    let enabled = match get("enabled") {
+        None => true,
+        Some(v) => boolean(v, "log.enabled")?,
+    };
+    let prefix = match get("prefix") {
+        None => DEFAULT_LOG_PREFIX.to_string(),
+        Some(v) => {
+            let Value::String(text) = v else {
+                return err(
+                    "log.prefix",
+                    format!("expected a string, got {}", type_name(v)),
+                );
+            };
+            if text.len() > MAX_LOG_PREFIX_LEN {
+                return err(
+                    "log.prefix",
+                    format!(
+                        "'{text}' is longer than {MAX_LOG_PREFIX_LEN} characters (the module appends \
+                         up to 10, e.g. 'out-audit ', and iptables allows 29)"
+                    ),
+                );
+            }
+            if let Some(c) = text
+                .chars()
+                .find(|c| c.is_control() || matches!(c, '"' | '\'' | '\\' | '`'))
+            {
+                return err(
+                    "log.prefix",
+                    format!(
+                        "must not contain quotes, backslashes or control characters (found {c:?})"
+                    ),
+                );
+            }
+            text.clone()
+        }
+    };
+    let rate = match get("rate") {
+        None => Rate {
+            count: 6,
+            unit: "min",
+        },
+        Some(v) => rate(v, "log.rate")?,
+    };
+    Ok(Log {
+        enabled,
+        prefix,
+        rate,
+    })
+}
+
+/// `6/minute`, `10/s`, `2/hour`: hashlimit's rate.
+fn rate(v: &Value, field: &str) -> Result<Rate> {
+    let text = string(v, field)?;
+    let bad = || {
+        ArgError(format!(
+            "{field}: '{text}' is not a rate such as 6/minute (count 1-10000 per second, minute, hour or day)"
+        ))
+    };
+    let (count, unit) = text.split_once('/').ok_or_else(bad)?;
+    let count: u32 = count.trim().parse().map_err(|_| bad())?;
+    if !(1..=10000).contains(&count) {
+        return Err(bad());
+    }
+    let unit = match unit.trim() {
+        "s" | "sec" | "second" => "sec",
+        "m" | "min" | "minute" => "min",
+        "h" | "hour" => "hour",
+        "d" | "day" => "day",
+        _ => return Err(bad()),
+    };
+    Ok(Rate { count, unit })
+}
+
+fn ports(v: Option<&Value>, field: &str) -> Result<Vec<PortRange>> {
+    let mut out = Vec::new();
+    if let Some(p) = v {
+        for (i, item) in list(p, &format!("{field}.ports"))?.iter().enumerate() {
+            let range = port_range(item, &format!("{field}.ports[{i}]"))?;
+            if !out.contains(&range) {
+                out.push(range);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn proto(v: Option<&Value>, field: &str) -> Result<Proto> {
+    Ok(match v {
+        None => Proto::Tcp,
+        Some(v) => match choice(v, &format!("{field}.proto"), &["tcp", "udp"])? {
+            "udp" => Proto::Udp,
+            _ => Proto::Tcp,
+        },
+    })
 }
 
 fn port_range(v: &Value, field: &str) -> Result<PortRange> {
@@ -519,6 +708,9 @@ mod tests {
         assert!(c.persist);
         assert_eq!(c.rules_v4, PathBuf::from(DEFAULT_RULES_V4));
         assert!(!c.check_mode && !c.diff);
+        assert!(!c.audit && c.log.enabled && !c.egress.enabled());
+        assert_eq!(c.log.rate.iptables(), "6/min");
+        assert_eq!(c.egress.private_ranges.len(), 9);
     }
 
     #[test]
@@ -587,6 +779,22 @@ mod tests {
         assert!(fails(json!({"ingress": {"allow": [{"destination": "10.0.0.1", "sources": ["2001:db8::1"]}]}}))
             .contains("different IP families"));
         assert!(fails(json!([1])).contains("one JSON object"));
+        assert!(
+            fails(json!({"egress": {"allow": [{"ports": [5432]}]}}))
+                .starts_with("egress.allow[0]: destinations is required")
+        );
+        assert!(
+            fails(json!({"egress": {"private_ranges": ["10.0.0.0/33"]}}))
+                .starts_with("egress.private_ranges[0]: '10.0.0.0/33'")
+        );
+        assert!(
+            fails(json!({"log": {"rate": "6/fortnight"}})).starts_with("log.rate: '6/fortnight'")
+        );
+        assert!(
+            fails(json!({"log": {"prefix": "a prefix that is far too long"}}))
+                .starts_with("log.prefix")
+        );
+        assert!(fails(json!({"audit": "perhaps"})).starts_with("audit:"));
     }
 
     #[test]

@@ -8,10 +8,14 @@
 //! * filter `INPUT` -> `DFW-PROXY-GUARD`: what the gate refused lands in INPUT, where Docker's
 //!   userland proxy listens on the published ports; the guard sends those ports through the same
 //!   policy chain.
+//! * Denials go through `DFW-INGRESS-DENY` / `DFW-EGRESS-DENY`: a rate-limited LOG, then DROP
+//!   (or REJECT), or in audit mode RETURN.
+//! * Egress: filter `DOCKER-USER` -> `DFW-EGRESS` (containers to private ranges) and `INPUT` ->
+//!   `DFW-HOST-GUARD` (containers to the host), with `egress.allow` exceptions.
 
 use super::owned::DesiredState;
-use super::policy::{AllowEntry, Config, Family, State, Verdict};
-use super::rule::{Rule, RuleBuilder};
+use super::policy::{AllowEntry, Config, EgressAllow, Family, State, Verdict};
+use super::rule::{Rule, RuleBuilder, quote};
 use super::save::{Ruleset, split_args};
 
 pub const INGRESS: &str = "DFW-INGRESS";
@@ -19,6 +23,12 @@ pub const INGRESS_POLICY: &str = "DFW-INGRESS-POLICY";
 pub const GATE: &str = "DFW-GATE";
 pub const GATE_POLICY: &str = "DFW-GATE-POLICY";
 pub const PROXY_GUARD: &str = "DFW-PROXY-GUARD";
+pub const INGRESS_DENY: &str = "DFW-INGRESS-DENY";
+pub const EGRESS: &str = "DFW-EGRESS";
+pub const EGRESS_POLICY: &str = "DFW-EGRESS-POLICY";
+pub const HOST_GUARD: &str = "DFW-HOST-GUARD";
+pub const HOST_POLICY: &str = "DFW-HOST-POLICY";
+pub const EGRESS_DENY: &str = "DFW-EGRESS-DENY";
 pub const DOCKER_USER: &str = "DOCKER-USER";
 
 const REPLIES: &str = "-m conntrack --ctstate RELATED,ESTABLISHED";
@@ -31,19 +41,40 @@ pub struct PublishedPort {
     pub port: String,
 }
 
-/// The host ports Docker currently publishes: the DNAT rules of its nat `DOCKER` chain.
-pub fn published_ports(ruleset: &Ruleset) -> Vec<PublishedPort> {
+/// What the live ruleset tells about Docker right now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DockerFacts {
+    /// Host ports published through DNAT in nat `DOCKER`.
+    pub published: Vec<PublishedPort>,
+    /// Bridges Docker forwards published traffic to (`-o X -j DOCKER`).
+    pub bridges: Vec<String>,
+}
+
+impl DockerFacts {
+    pub fn read(ruleset: &Ruleset) -> Self {
+        DockerFacts {
+            published: published_ports(ruleset),
+            bridges: docker_bridges(ruleset),
+        }
+    }
+}
+
+fn flag_value(args: &[String], flag: &str) -> Option<String> {
+    args.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone())
+}
+
+/// The DNAT rules of Docker's nat `DOCKER` chain.
+fn published_ports(ruleset: &Ruleset) -> Vec<PublishedPort> {
     let mut ports = Vec::new();
     let Some(nat) = ruleset.table("nat") else {
         return ports;
     };
     for rule in nat.rules_of("DOCKER") {
         let args = split_args(&rule.spec);
-        let value = |flag: &str| args.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone());
-        if value("-j").as_deref() != Some("DNAT") {
+        if flag_value(&args, "-j").as_deref() != Some("DNAT") {
             continue;
         }
-        if let (Some(proto), Some(port)) = (value("-p"), value("--dport")) {
+        if let (Some(proto), Some(port)) = (flag_value(&args, "-p"), flag_value(&args, "--dport")) {
             let published = PublishedPort { proto, port };
             if !ports.contains(&published) {
                 ports.push(published);
@@ -54,13 +85,63 @@ pub fn published_ports(ruleset: &Ruleset) -> Vec<PublishedPort> {
     ports
 }
 
+/// Bridges named in Docker's `-o X -j DOCKER` jumps (FORWARD up to Docker 27, DOCKER-BRIDGE
+/// from 28 on).
+fn docker_bridges(ruleset: &Ruleset) -> Vec<String> {
+    let mut bridges = Vec::new();
+    let Some(filter) = ruleset.table("filter") else {
+        return bridges;
+    };
+    for rule in &filter.rules {
+        if rule.chain != "FORWARD" && rule.chain != "DOCKER-BRIDGE" {
+            continue;
+        }
+        let args = split_args(&rule.spec);
+        let negated = args.iter().any(|a| a == "!");
+        if negated || flag_value(&args, "-j").as_deref() != Some("DOCKER") {
+            continue;
+        }
+        if let Some(bridge) = flag_value(&args, "-o")
+            && !bridges.contains(&bridge)
+        {
+            bridges.push(bridge);
+        }
+    }
+    bridges.sort();
+    bridges
+}
+
+/// Whether an iptables interface pattern (`br-+` is a wildcard) matches `name`.
+fn interface_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('+') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
+    }
+}
+
+/// The configured Docker interfaces plus every bridge Docker uses that they do not cover
+/// (a network created with a custom bridge name).
+pub fn bridges_to_guard(config: &Config, facts: &DockerFacts) -> Vec<String> {
+    let mut out = config.docker_interfaces.clone();
+    for bridge in &facts.bridges {
+        if !config
+            .docker_interfaces
+            .iter()
+            .any(|p| interface_matches(p, bridge))
+        {
+            out.push(bridge.clone());
+        }
+    }
+    out
+}
+
 /// Everything the module should own in `family`, given the interfaces that count as external
-/// and the host ports Docker publishes right now.
+/// and what Docker's rules show right now.
 pub fn desired_state(
     config: &Config,
     family: Family,
     external_interfaces: &[String],
-    published: &[PublishedPort],
+    facts: &DockerFacts,
 ) -> DesiredState {
     let mut desired = DesiredState::default();
     if config.state == State::Absent {
@@ -73,11 +154,14 @@ pub fn desired_state(
         .iter()
         .filter(|e| e.applies_to(family))
         .collect();
+    let bridges = bridges_to_guard(config, facts);
+    let mut forward_hooks = Vec::new();
+    let mut input_hooks = Vec::new();
 
     if strategy.filters_forward() {
         let mut rules = vec![RuleBuilder::new().matching(REPLIES).jump(INGRESS, "RETURN")];
         for ext in external_interfaces {
-            for bridge in &config.docker_interfaces {
+            for bridge in &bridges {
                 rules.push(
                     RuleBuilder::new()
                         .in_interface(ext)
@@ -86,12 +170,11 @@ pub fn desired_state(
                 );
             }
         }
-        let filter = desired.table_mut("filter");
-        filter.chains.insert(INGRESS.into(), rules);
-        filter.hooks.insert(
-            DOCKER_USER.into(),
-            vec![RuleBuilder::new().jump(DOCKER_USER, INGRESS)],
-        );
+        desired
+            .table_mut("filter")
+            .chains
+            .insert(INGRESS.into(), rules);
+        forward_hooks.push(RuleBuilder::new().jump(DOCKER_USER, INGRESS));
     }
 
     if strategy.gates_prerouting() {
@@ -100,7 +183,13 @@ pub fn desired_state(
             .map(|ext| RuleBuilder::new().in_interface(ext).jump(GATE, GATE_POLICY))
             .collect();
         let mut gate_policy = allow_rules(GATE_POLICY, family, &allow);
-        gate_policy.push(RuleBuilder::new().jump(GATE_POLICY, "ACCEPT"));
+        if config.audit {
+            // Audit: log what the gate would keep from Docker, keep nothing.
+            gate_policy.extend(log_rule(config, GATE_POLICY, "in", "gate", family));
+            gate_policy.push(RuleBuilder::new().jump(GATE_POLICY, "RETURN"));
+        } else {
+            gate_policy.push(RuleBuilder::new().jump(GATE_POLICY, "ACCEPT"));
+        }
         let nat = desired.table_mut("nat");
         nat.chains.insert(GATE.into(), gate);
         nat.chains.insert(GATE_POLICY.into(), gate_policy);
@@ -119,7 +208,7 @@ pub fn desired_state(
                 .jump(PROXY_GUARD, "RETURN"),
         ];
         for ext in external_interfaces {
-            for p in published {
+            for p in &facts.published {
                 guard.push(
                     RuleBuilder::new()
                         .in_interface(ext)
@@ -132,23 +221,165 @@ pub fn desired_state(
                 );
             }
         }
-        let filter = desired.table_mut("filter");
-        filter.chains.insert(PROXY_GUARD.into(), guard);
-        filter.hooks.insert(
-            "INPUT".into(),
-            vec![RuleBuilder::new().jump("INPUT", PROXY_GUARD)],
-        );
-    }
-
-    if !desired.is_empty() {
-        let mut policy = allow_rules(INGRESS_POLICY, family, &allow);
-        policy.extend(final_verdict(config.ingress.default, family));
         desired
             .table_mut("filter")
             .chains
-            .insert(INGRESS_POLICY.into(), policy);
+            .insert(PROXY_GUARD.into(), guard);
+        input_hooks.push(RuleBuilder::new().jump("INPUT", PROXY_GUARD));
+    }
+
+    let mut policy = allow_rules(INGRESS_POLICY, family, &allow);
+    policy.push(RuleBuilder::new().jump(INGRESS_POLICY, INGRESS_DENY));
+    let filter = desired.table_mut("filter");
+    filter.chains.insert(INGRESS_POLICY.into(), policy);
+    filter
+        .chains
+        .insert(INGRESS_DENY.into(), ingress_deny(config, family));
+
+    if config.egress.enabled() {
+        let hooks = (&mut forward_hooks, &mut input_hooks);
+        add_egress(config, family, &bridges, &mut desired, hooks);
+    }
+    let filter = desired.table_mut("filter");
+    if !forward_hooks.is_empty() {
+        filter.hooks.insert(DOCKER_USER.into(), forward_hooks);
+    }
+    if !input_hooks.is_empty() {
+        filter.hooks.insert("INPUT".into(), input_hooks);
     }
     desired
+}
+
+/// Containers may not open connections to private ranges (FORWARD, via DOCKER-USER) or to the
+/// host itself (INPUT from the Docker bridges), except to `egress.allow` destinations. Traffic
+/// that stays on one Docker network is never touched.
+fn add_egress(
+    config: &Config,
+    family: Family,
+    bridges: &[String],
+    desired: &mut DesiredState,
+    (forward_hooks, input_hooks): (&mut Vec<Rule>, &mut Vec<Rule>),
+) {
+    let egress = &config.egress;
+    let filter = desired.table_mut("filter");
+    if egress.deny_private {
+        let mut rules = vec![RuleBuilder::new().matching(REPLIES).jump(EGRESS, "RETURN")];
+        for bridge in bridges {
+            rules.push(
+                RuleBuilder::new()
+                    .in_interface(bridge)
+                    .out_interface(bridge)
+                    .jump(EGRESS, "RETURN"),
+            );
+        }
+        for bridge in bridges {
+            rules.push(
+                RuleBuilder::new()
+                    .in_interface(bridge)
+                    .jump(EGRESS, EGRESS_POLICY),
+            );
+        }
+        let mut policy = egress_allow_rules(EGRESS_POLICY, family, &egress.allow);
+        for range in egress.private_ranges.iter().filter(|r| family.holds(r)) {
+            policy.push(
+                RuleBuilder::new()
+                    .destination(range.to_string())
+                    .jump(EGRESS_POLICY, EGRESS_DENY),
+            );
+        }
+        filter.chains.insert(EGRESS.into(), rules);
+        filter.chains.insert(EGRESS_POLICY.into(), policy);
+        forward_hooks.push(RuleBuilder::new().jump(DOCKER_USER, EGRESS));
+    }
+    if egress.deny_host {
+        let mut rules = vec![
+            RuleBuilder::new()
+                .matching(REPLIES)
+                .jump(HOST_GUARD, "RETURN"),
+        ];
+        for bridge in bridges {
+            rules.push(
+                RuleBuilder::new()
+                    .in_interface(bridge)
+                    .jump(HOST_GUARD, HOST_POLICY),
+            );
+        }
+        let mut policy = egress_allow_rules(HOST_POLICY, family, &egress.allow);
+        policy.push(RuleBuilder::new().jump(HOST_POLICY, EGRESS_DENY));
+        filter.chains.insert(HOST_GUARD.into(), rules);
+        filter.chains.insert(HOST_POLICY.into(), policy);
+        input_hooks.push(RuleBuilder::new().jump("INPUT", HOST_GUARD));
+    }
+    let mut deny = log_rule(config, EGRESS_DENY, "out", "out", family);
+    if config.audit {
+        deny.push(RuleBuilder::new().jump(EGRESS_DENY, "RETURN"));
+    } else {
+        deny.push(RuleBuilder::new().jump(EGRESS_DENY, "DROP"));
+    }
+    filter.chains.insert(EGRESS_DENY.into(), deny);
+}
+
+fn egress_allow_rules(chain: &str, family: Family, entries: &[EgressAllow]) -> Vec<Rule> {
+    let mut rules = Vec::new();
+    for entry in entries {
+        for destination in entry.destinations.iter().filter(|d| family.holds(d)) {
+            let proto = entry.proto.name();
+            let ports: Vec<Option<String>> = if entry.ports.is_empty() {
+                vec![None]
+            } else {
+                entry.ports.iter().map(|p| Some(p.iptables())).collect()
+            };
+            for port in ports {
+                let mut rule = RuleBuilder::new()
+                    .destination(destination.to_string())
+                    .proto(proto);
+                if let Some(p) = port {
+                    rule = rule.matching(format!("-m {proto} --dport {p}"));
+                }
+                rules.push(rule.note(entry.comment.as_deref()).jump(chain, "RETURN"));
+            }
+        }
+    }
+    rules
+}
+
+/// The rate-limited LOG rule of a deny chain (none when logging is off). One hashlimit bucket
+/// per source, destination and destination port, so a port scan cannot flood the log.
+fn log_rule(
+    config: &Config,
+    chain: &str,
+    direction: &str,
+    bucket: &str,
+    family: Family,
+) -> Vec<Rule> {
+    if !config.log.enabled {
+        return Vec::new();
+    }
+    let mode = if config.audit { "audit" } else { "drop" };
+    let prefix = format!("{}{direction}-{mode} ", config.log.prefix);
+    let bucket = match family {
+        Family::Ipv4 => format!("dfw-{bucket}4"),
+        Family::Ipv6 => format!("dfw-{bucket}6"),
+    };
+    vec![
+        RuleBuilder::new()
+            .matching(format!(
+                "-m hashlimit --hashlimit-upto {} --hashlimit-burst 5 --hashlimit-mode srcip,dstip,dstport --hashlimit-name {bucket}",
+                config.log.rate.iptables()
+            ))
+            .jump(chain, &format!("LOG --log-prefix {}", quote(&prefix))),
+    ]
+}
+
+/// Log, then drop or reject (or, in audit mode, let it through).
+fn ingress_deny(config: &Config, family: Family) -> Vec<Rule> {
+    let mut rules = log_rule(config, INGRESS_DENY, "in", "in", family);
+    if config.audit {
+        rules.push(RuleBuilder::new().jump(INGRESS_DENY, "RETURN"));
+        return rules;
+    }
+    rules.extend(final_verdict(config.ingress.default, family));
+    rules
 }
 
 /// One RETURN rule per (source, port) of every entry that applies to `family`. Ports are the
@@ -200,7 +431,7 @@ fn allow_rules(chain: &str, family: Family, entries: &[&AllowEntry]) -> Vec<Rule
 
 fn final_verdict(verdict: Verdict, family: Family) -> Vec<Rule> {
     match verdict {
-        Verdict::Drop => vec![RuleBuilder::new().jump(INGRESS_POLICY, "DROP")],
+        Verdict::Drop => vec![RuleBuilder::new().jump(INGRESS_DENY, "DROP")],
         Verdict::Reject => {
             let unreachable = match family {
                 Family::Ipv4 => "REJECT --reject-with icmp-port-unreachable",
@@ -209,8 +440,8 @@ fn final_verdict(verdict: Verdict, family: Family) -> Vec<Rule> {
             vec![
                 RuleBuilder::new()
                     .proto("tcp")
-                    .jump(INGRESS_POLICY, "REJECT --reject-with tcp-reset"),
-                RuleBuilder::new().jump(INGRESS_POLICY, unreachable),
+                    .jump(INGRESS_DENY, "REJECT --reject-with tcp-reset"),
+                RuleBuilder::new().jump(INGRESS_DENY, unreachable),
             ]
         }
     }

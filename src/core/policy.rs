@@ -143,6 +143,51 @@ pub struct Ingress {
     pub allow: Vec<AllowEntry>,
 }
 
+/// An exception to the egress denials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EgressAllow {
+    pub destinations: Vec<IpNet>,
+    /// Destination ports; empty means every port.
+    pub ports: Vec<PortRange>,
+    pub proto: Proto,
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Egress {
+    pub deny_private: bool,
+    pub private_ranges: Vec<IpNet>,
+    pub deny_host: bool,
+    pub allow: Vec<EgressAllow>,
+}
+
+impl Egress {
+    pub fn enabled(&self) -> bool {
+        self.deny_private || self.deny_host
+    }
+}
+
+/// A hashlimit rate as iptables prints it: `6/min`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    /// `sec`, `min`, `hour` or `day`.
+    pub unit: &'static str,
+}
+
+impl Rate {
+    pub fn iptables(self) -> String {
+        format!("{}/{}", self.count, self.unit)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Log {
+    pub enabled: bool,
+    pub prefix: String,
+    pub rate: Rate,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub state: State,
@@ -153,6 +198,10 @@ pub struct Config {
     pub docker_interfaces: Vec<String>,
     pub strategy: Strategy,
     pub ingress: Ingress,
+    pub egress: Egress,
+    pub log: Log,
+    /// Log what would be dropped and drop nothing.
+    pub audit: bool,
     pub persist: bool,
     pub rules_v4: PathBuf,
     pub rules_v6: PathBuf,

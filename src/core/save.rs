@@ -114,6 +114,14 @@ fn strip_counters(line: &str) -> &str {
     line
 }
 
+/// iptables-nft-save's note that a table holds native nftables rules it cannot print (it then
+/// prints some of them wrongly, e.g. a set match as a bare `-p tcp -j DROP`).
+pub fn incompatible_table_note(text: &str) -> Option<&str> {
+    text.lines()
+        .map(str::trim)
+        .find(|l| l.starts_with('#') && l.contains("incompatible"))
+}
+
 /// Splits a rule spec into arguments the way iptables-restore does: whitespace separates,
 /// double quotes group, and a backslash escapes the next character inside quotes.
 pub fn split_args(spec: &str) -> Vec<String> {

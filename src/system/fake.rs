@@ -220,6 +220,8 @@ pub struct FakeSystem {
     pub fail_restore: Cell<Option<Family>>,
     /// Every restore input, in order.
     pub restore_inputs: RefCell<Vec<String>>,
+    /// Comment lines save prints first (e.g. iptables-nft-save's warnings).
+    pub save_notes: RefCell<String>,
 }
 
 impl FakeSystem {
@@ -286,7 +288,11 @@ impl System for FakeSystem {
 
     fn save(&self, family: Family, backend: Backend) -> Result<String, CommandError> {
         self.saves.set(self.saves.get() + 1);
-        Ok(self.dump(family, backend))
+        Ok(format!(
+            "{}{}",
+            self.save_notes.borrow(),
+            self.dump(family, backend)
+        ))
     }
 
     fn restore(&self, family: Family, backend: Backend, input: &str) -> Result<(), CommandError> {

@@ -275,3 +275,75 @@ pub fn rollback_input(before: &LiveState, now: &LiveState) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::owned::DesiredTable;
+    use crate::core::rule::RuleBuilder;
+    use crate::core::save::parse_save;
+
+    fn desired() -> DesiredState {
+        let mut t = DesiredTable::default();
+        t.hooks.insert(
+            "DOCKER-USER".into(),
+            vec![RuleBuilder::new().jump("DOCKER-USER", "DFW-INGRESS")],
+        );
+        t.chains.insert(
+            "DFW-INGRESS".into(),
+            vec![RuleBuilder::new().jump("DFW-INGRESS", "DROP")],
+        );
+        let mut d = DesiredState::default();
+        d.tables.insert("filter".into(), t);
+        d
+    }
+
+    fn live(rules: &[String]) -> LiveState {
+        let text = format!(
+            "*filter\n:FORWARD ACCEPT [0:0]\n:DFW-INGRESS - [0:0]\n:DOCKER-USER - [0:0]\n{}\nCOMMIT\n",
+            rules.join("\n")
+        );
+        LiveState::from_ruleset(&parse_save(&text).unwrap())
+    }
+
+    #[test]
+    fn in_sync_plans_nothing_and_a_moved_hook_is_reinserted() {
+        let d = desired();
+        let t = &d.tables["filter"];
+        let hook = format!("-A DOCKER-USER {}", t.hooks["DOCKER-USER"][0].spec);
+        let rule = format!("-A DFW-INGRESS {}", t.chains["DFW-INGRESS"][0].spec);
+        let foreign = "-A DOCKER-USER -j RETURN".to_string();
+        let synced = live(&[hook.clone(), foreign.clone(), rule.clone()]);
+        assert!(plan(&synced, &d).is_empty());
+
+        let moved = live(&[foreign.clone(), hook.clone(), rule.clone()]);
+        let p = plan(&moved, &d);
+        let input = p.restore_input();
+        assert!(input.contains(&format!("-D DOCKER-USER {}", &hook[15..])));
+        assert!(input.contains("-I DOCKER-USER 1 "));
+        assert!(!input.contains(":DFW-INGRESS"), "the chain itself is fine");
+        assert!(!input.contains("RETURN"), "foreign rules are never named");
+
+        let back = rollback_input(&moved, &synced);
+        assert!(
+            back.contains("-I DOCKER-USER 2 "),
+            "rollback puts the hook back where it was"
+        );
+    }
+
+    #[test]
+    fn absent_deletes_owned_chains_and_hooks_only() {
+        let d = desired();
+        let t = &d.tables["filter"];
+        let hook = format!("-A DOCKER-USER {}", t.hooks["DOCKER-USER"][0].spec);
+        let rule = format!("-A DFW-INGRESS {}", t.chains["DFW-INGRESS"][0].spec);
+        let state = live(&[hook, "-A FORWARD -j DOCKER-USER".into(), rule]);
+        let input = plan(&state, &DesiredState::default()).restore_input();
+        assert!(input.contains(":DFW-INGRESS - [0:0]\n"));
+        assert!(input.contains("-X DFW-INGRESS\n"));
+        assert!(
+            !input.contains("-X DOCKER-USER"),
+            "referenced by FORWARD: kept"
+        );
+    }
+}

@@ -170,6 +170,11 @@ case_apply() { # apply twice (idempotent), check live rules and rules files, the
         notok "rules.v4/rules.v6 load into an empty ruleset (boot, before Docker): $(head -c 300 "$WORK/out/boot-load.err")"
     fi
 
+    snapshot >"$WORK/out/applied"
+    if cmp -s "$WORK/out/baseline" "$WORK/out/applied"; then
+        notok "apply left the live ruleset unchanged, so state=absent below proves nothing"
+    fi
+
     if playbook "$WORK/out/absent.log" absent.yml -e "rules_dir=$WORK/rules out_dir=$WORK/out"; then
         ok "state=absent: first run changed, second run not changed"
     else
@@ -218,17 +223,45 @@ case_bad_input() { # invalid arguments fail, naming the field, and change nothin
         return
     fi
     snapshot >"$WORK/out/before"
-    if playbook "$WORK/out/bad.log" bad_input.yml -e "rules_dir=$WORK/rules"; then
+    if playbook "$WORK/out/bad.log" bad_input.yml -e "rules_dir=$WORK/rules out_dir=$WORK/out"; then
         ok "bad input fails naming the field (ingress.allow[0].sources[0], familes, strategy, ports)"
     else
         notok "bad input (ansible-playbook bad_input.yml)"
         show_log "$WORK/out/bad.log"
     fi
-    check "bad input: the message for 987.65.432.1 names ingress.allow[0].sources[0]" \
-        grep -q 'ingress.allow\[0\].sources\[0\]' "$WORK/out/bad.log"
+    local msg
+    msg=$(jq -r '.bad_source.msg // empty' "$WORK/out/bad.json" 2>/dev/null)
+    if [[ $msg == *"ingress.allow[0].sources[0]"* && $msg == *987.65.432.1* ]]; then
+        ok "bad input: msg names the field and the value: $msg"
+    else
+        notok "bad input: msg for 987.65.432.1 names ingress.allow[0].sources[0] (got: ${msg:-nothing})"
+    fi
     snapshot >"$WORK/out/after"
     check "bad input: ruleset unchanged" diff -q "$WORK/out/before" "$WORK/out/after"
     check "bad input: no rules file written" bash -c '[ -z "$(ls -A "$1")" ]' _ "$WORK/rules"
+}
+
+case_doc_examples() { # the EXAMPLES of library/docker_firewall.yml run, unchanged but for the rules files
+    if ! setup_net nft; then
+        notok "namespace setup"
+        return
+    fi
+    if ! python3 -c 'import sys, yaml; open(sys.argv[2], "w").write(yaml.safe_load(open(sys.argv[1]))["EXAMPLES"])' \
+        "$ROOT/library/docker_firewall.yml" "$WORK/out/examples-tasks.yml"; then
+        notok "EXAMPLES extracted from library/docker_firewall.yml"
+        return
+    fi
+    # become: true in the examples; here we are root already and sudo may be missing
+    if playbook "$WORK/out/examples.log" examples.yml -e ansible_become=false \
+        -e "rules_dir=$WORK/rules out_dir=$WORK/out"; then
+        ok "every task in EXAMPLES runs ($(grep -c '^TASK \[' "$WORK/out/examples.log") tasks)"
+    else
+        notok "EXAMPLES (ansible-playbook examples.yml)"
+        show_log "$WORK/out/examples.log"
+    fi
+    check "after the last example (state: absent) nothing owned is left" \
+        bash -c '! iptables-nft-save | grep -q DFW- && ! ip6tables-nft-save | grep -q DFW- && ! grep -qs DFW- "$1"/*' \
+        _ "$WORK/rules"
 }
 
 case "$CASE" in
@@ -236,6 +269,7 @@ case "$CASE" in
     both-legacy) case_apply legacy both ;;
     check-diff) case_check_diff ;;
     bad-input) case_bad_input ;;
+    doc-examples) case_doc_examples ;;
     *)
         echo "not ok - unknown case $CASE"
         exit 2

@@ -12,7 +12,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 VENV=$ROOT/.venv
 MODULE=$ROOT/library/docker_firewall
-ALL_CASES=(apply-nft both-legacy check-diff bad-input)
+ALL_CASES=(apply-nft both-legacy check-diff bad-input doc-examples)
 CASES=("$@")
 [ "${#CASES[@]}" -gt 0 ] || CASES=("${ALL_CASES[@]}")
 
@@ -48,7 +48,7 @@ if [ "${#pre[@]}" -gt 0 ]; then
 fi
 
 WORK=$(mktemp -d /tmp/dfw-ansible.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
+if [ "${DFW_KEEP_WORK:-0}" = 1 ]; then echo "# keeping $WORK"; else trap 'rm -rf "$WORK"' EXIT; fi
 
 # ---------------------------------------------------------------- ansible-doc reads the sidecar docs
 doc_out="$WORK/ansible-doc.txt"

@@ -26,9 +26,10 @@
 #
 # API: lab_up, lab_down, lab_trap, ipt/ipt6/ipt_save/ipt6_save/ipt_restore/ipt6_restore, lab_xt,
 #      lab_proxy on|off, lab_docker_rules 4|6, lab_load_docker, lab_docker_start, lab_foreign_rules,
-#      lab_probe, probe_tcp, probe_who, probe_outbound, lab_probe_many, lab_empty_ns, lab_spawn, lab_kill.
+#      lab_probe, probe_tcp, probe_who, probe_outbound, lab_probe_many, lab_empty_ns, lab_spawn, lab_kill,
+#      lab_docker_start (simulated daemon (re)start), lab_foreign_lines.
 
-LAB_BR2=br-d0c4e5b1a7f2
+LAB_BR2=${LAB_BR2:-br-d0c4e5b1a7f2}   # the user-defined bridge (set before lab_up to rename it)
 
 HOST4=10.200.0.1;     HOST6=fd00:200::1
 ALLOWED4=10.200.0.10; ALLOWED6=fd00:200::10
@@ -244,12 +245,13 @@ lab_trap() {
     trap 'exit 143' TERM
 }
 
-# lab_empty_ns <suffix> — an extra empty namespace (lo up) deleted by lab_down; prints its name
+# lab_empty_ns <suffix> — an extra empty namespace (lo up), deleted by lab_down; its name is left
+# in LAB_EMPTY_NS (not printed: a command substitution would lose the bookkeeping)
 lab_empty_ns() {
-    local ns="$LAB_PREFIX-$1"
-    _lab_ns "$ns" || return 1
-    LAB_NAMESPACES+=("$ns")
-    echo "$ns"
+    LAB_EMPTY_NS="$LAB_PREFIX-$1"
+    [ -e "/run/netns/$LAB_EMPTY_NS" ] && ip netns del "$LAB_EMPTY_NS"
+    _lab_ns "$LAB_EMPTY_NS" || return 1
+    LAB_NAMESPACES+=("$LAB_EMPTY_NS")
 }
 
 # ---------------------------------------------------------------- docker-proxy

@@ -1,0 +1,450 @@
+#!/usr/bin/env bash
+# tests/docker/run.sh — end-to-end tests against a REAL Docker daemon (Debian docker.io 20.10),
+# confined to network namespaces (topology: tests/docker/lib.sh), driven by ansible-playbook.
+#
+# For each iptables backend the daemon uses (nft, then legacy):
+#   1. dockerd with the userland proxy ON (Docker's default); three containers publishing ports on
+#      docker0, on a user-defined br-* network and on a network whose bridge has a custom name.
+#      The hole first: before any policy, the stranger reaches every published port.
+#   2. For each strategy (docker_user, prerouting, both): --check --diff changes nothing; apply;
+#      the allowed client reaches every published port (DNAT: the container sees its address), the
+#      stranger none (IPv4 and IPv6); containers still reach the "internet"; a second run reports no
+#      change; dockerd is restarted (stopped by its PID) while the stranger probes continuously: it
+#      never connects, the protection holds afterwards and another run reports no change;
+#      state=absent removes everything and the port is open again.
+#   3. dockerd restarted with --userland-proxy=false (daemon.json): each strategy again.
+#   4. Simulated reboot (strategies docker_user and both): the host namespace is thrown away, a
+#      fresh one gets the persisted rules.v4/rules.v6 (iptables-restore, as netfilter-persistent does
+#      at boot), then dockerd starts and brings the containers back, while both clients probe
+#      continuously: the stranger never connects, the allowed client gets through.
+#
+# Prints "ok - ..." / "not ok - ..." per check and finally "N passed, N failed"; exit status 1 on any
+# failure. Root only. Installs what it needs on a fresh Debian 12 (policy-rc.d first, so no package
+# starts a daemon in the machine's own namespace; then scripts/setup for .venv and the binary).
+# Nothing here changes the machine's own firewall, routes or links.
+#
+# Environment: DFW_E2E_BACKENDS (default "nft legacy"), DFW_E2E_STRATEGIES (default all three),
+#   DFW_E2E_REBOOT_STRATEGIES (default "docker_user both"), DFW_E2E_KEEP=1 (keep the work dir),
+#   DK_VERBOSE=1.
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+read -r -a BACKENDS <<<"${DFW_E2E_BACKENDS:-nft legacy}"
+read -r -a STRATEGIES <<<"${DFW_E2E_STRATEGIES:-docker_user prerouting both}"
+read -r -a REBOOT_STRATEGIES <<<"${DFW_E2E_REBOOT_STRATEGIES:-docker_user both}"
+
+PASSED=0
+FAILED=0
+KNOWN=()
+T=""
+ok() { echo "ok - $T$1"; PASSED=$((PASSED + 1)); }
+diag() { local l; for l in "$@"; do while IFS= read -r x; do echo "#   $x"; done <<<"$l"; done; }
+not_ok() { echo "not ok - $T$1"; FAILED=$((FAILED + 1)); shift; [ $# -gt 0 ] && diag "$@"; return 0; }
+finish() {
+    local k
+    for k in "${KNOWN[@]}"; do echo "# known limitation seen: $k"; done
+    echo "$PASSED passed, $FAILED failed"
+    [ "$FAILED" = 0 ] && [ "$PASSED" -gt 0 ]
+    exit $?
+}
+
+# ---------------------------------------------------------------- preflight
+if [ "$(id -u)" != 0 ]; then
+    not_ok "preflight: must run as root (network namespaces, dockerd)"
+    finish
+fi
+WORK=$(mktemp -d /tmp/dfwe2e.XXXXXX)
+DK_DIR=$WORK/lab
+DK_PREFIX=dfwe2e$$
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+
+cleanup() {
+    dk_cleanup
+    if [ "${DFW_E2E_KEEP:-0}" = 1 ]; then echo "# kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if ! dk_install_packages >"$WORK/install.log" 2>&1; then
+    not_ok "preflight: installing the Debian packages" "$(tail -20 "$WORK/install.log")"
+    finish
+fi
+if ! dk_module_ready >"$WORK/setup.log" 2>&1; then
+    not_ok "preflight: .venv/bin/ansible-playbook and library/docker_firewall (scripts/setup)" \
+        "$(tail -20 "$WORK/setup.log")"
+    finish
+fi
+for b in dockerd containerd runc curl nsenter unshare jq "$DK_DOCKER_BIN"; do
+    command -v "$b" >/dev/null 2>&1 || { not_ok "preflight: $b is not installed"; finish; }
+done
+echo "# dockerd: $(dockerd --version 2>/dev/null); module: $ROOT/library/docker_firewall; work dir: $WORK"
+
+printf '[docker]\ndockerhost ansible_connection=local ansible_python_interpreter=%s\n' \
+    "$ROOT/.venv/bin/python" >"$WORK/inventory.ini"
+mkdir -p "$WORK/ansible-home" "$WORK/ansible-tmp"
+
+# ---------------------------------------------------------------- ansible-playbook in the host ns
+SEQ=0
+RULES_DIR=
+RES=
+# play <state> <strategy> [ansible-playbook options...] — sets PLAY_LOG, RES (the module's result)
+play() {
+    local state=$1 strategy=$2 vars
+    shift 2
+    SEQ=$((SEQ + 1))
+    PLAY_LOG=$WORK/play.$SEQ.log
+    RES=$WORK/result.$SEQ.json
+    vars=$WORK/vars.$SEQ.json
+    jq -n --arg state "$state" --arg strategy "$strategy" --arg rd "$RULES_DIR" --arg res "$RES" \
+        --arg a4 "$DK_ALLOWED4" --arg a6 "$DK_ALLOWED6" \
+        '{dfw_state: $state, dfw_strategy: $strategy, dfw_allowed: [$a4, $a6],
+          dfw_rules_dir: $rd, dfw_result_file: $res}' >"$vars"
+    timeout --kill-after=10 240 ip netns exec "$NS_HOST" env \
+        ANSIBLE_LIBRARY="$ROOT/library" ANSIBLE_HOME="$WORK/ansible-home" \
+        ANSIBLE_LOCAL_TEMP="$WORK/ansible-tmp" ANSIBLE_NOCOLOR=1 ANSIBLE_RETRY_FILES_ENABLED=0 \
+        ANSIBLE_HOST_KEY_CHECKING=0 \
+        "$ROOT/.venv/bin/ansible-playbook" -i "$WORK/inventory.ini" "$HERE/site.yml" -e "@$vars" "$@" \
+        >"$PLAY_LOG" 2>&1 </dev/null
+}
+res() { jq -r "$1" "$RES" 2>/dev/null; }
+# play_ok <name> <state> <strategy> [options] — a run that must succeed
+play_ok() {
+    local name=$1
+    shift
+    if play "$@" && [ -s "$RES" ]; then
+        return 0
+    fi
+    not_ok "$name: ansible-playbook failed" "$(tail -25 "$PLAY_LOG")"
+    return 1
+}
+# play_changed <name> <true|false> <state> <strategy> — run, and check the reported change
+play_changed() {
+    local name=$1 want=$2
+    shift 2
+    play_ok "$name" "$@" || return 1
+    if [ "$(res .changed)" = "$want" ]; then
+        ok "$name reports changed=$want"
+    else
+        not_ok "$name reports changed=$want" "result: $(res -c '{changed, msg, plan, warnings}')"
+    fi
+}
+
+# ---------------------------------------------------------------- snapshots
+# snap — both families' rules in the host, comments and counters dropped
+snap() {
+    { dk_xt 4 -save; echo "=== ipv6"; dk_xt 6 -save; } 2>/dev/null |
+        grep -v '^#' | sed -E 's/\[[0-9]+:[0-9]+\]/[0:0]/g'
+}
+owned_count() { snap | grep -cE 'docker_firewall:|^:DFW-'; }
+
+# ---------------------------------------------------------------- reachability
+# who_ok <result> <client addr> — the container answered and saw the real client (DNAT path)
+who_ok() { [[ $1 == "open "*" sees $2" ]]; }
+
+# check_matrix <label> <strategy> — allowed reaches everything (DNAT), stranger nothing
+check_matrix() {
+    local label=$1 strategy=$2 dir=$WORK/probe.$SEQ.$RANDOM fam addr p r bad key warned
+    dk_probe_many "$dir" "${MATRIX_SPECS[@]}"
+    for fam in 4 6; do
+        [ "$fam" = 4 ] && addr=$DK_ALLOWED4 || addr=$DK_ALLOWED6
+        bad=()
+        for p in "${DK_PORTS[@]}"; do
+            r=$(cat "$dir/allowed-$p-$fam")
+            who_ok "$r" "$addr" || bad+=("$p: $r")
+        done
+        if [ "${#bad[@]}" = 0 ]; then
+            ok "$label: allowed client reaches ${DK_PORTS[*]} over IPv$fam (container sees $addr)"
+        else
+            not_ok "$label: allowed client reaches ${DK_PORTS[*]} over IPv$fam" "${bad[@]}"
+        fi
+        bad=()
+        for p in "${DK_PORTS[@]}"; do
+            r=$(cat "$dir/stranger-$p-$fam")
+            [[ $r == "closed "* ]] || bad+=("$p: $r")
+        done
+        if [ "${#bad[@]}" = 0 ]; then
+            ok "$label: stranger reaches none of ${DK_PORTS[*]} over IPv$fam"
+            continue
+        fi
+        # Docker 20.10 writes no FORWARD -> DOCKER-USER jump for IPv6: the docker_user strategy
+        # cannot filter IPv6 there, and the module says so in a warning
+        warned=$(jq -r '[.warnings[]? | select(test("ipv6: .*FORWARD does not jump to DOCKER-USER"))] | length' \
+            "$LAST_APPLY_RES" 2>/dev/null)
+        if [ "$fam" = 6 ] && [ "$strategy" = docker_user ] && [ "${warned:-0}" -gt 0 ]; then
+            ok "$label: stranger still reaches ${DK_PORTS[*]} over IPv6, as the module warned (Docker 20.10 has no IPv6 DOCKER-USER jump) # known limitation"
+            key="$BACKEND: strategy docker_user does not filter IPv6 on Docker 20.10 (ip6tables: true): the stranger reaches the published ports over IPv6; the module warns"
+            [[ " ${KNOWN[*]} " == *"$key"* ]] || KNOWN+=("$key")
+        else
+            not_ok "$label: stranger reaches none of ${DK_PORTS[*]} over IPv$fam" "${bad[@]}" \
+                "$(snap | grep -E 'DFW|docker_firewall|DOCKER-USER|^\*|^===')"
+        fi
+    done
+}
+
+# check_egress <label> — containers open connections to the "internet" (MASQUERADE-d host address)
+check_egress() {
+    local label=$1 r4 r6 r3
+    r4=$(dk_egress c1 "$DK_INET4")
+    r6=$(dk_egress c2 "$DK_INET6")
+    r3=$(dk_egress c3 "$DK_INET4")
+    if [[ $r4 == "internet sees"*"$DK_HOST4"* ]] && [[ $r6 == "internet sees"*"$DK_HOST6"* ]] &&
+        [[ $r3 == "internet sees"*"$DK_HOST4"* ]]; then
+        ok "$label: containers reach the internet (c1 IPv4, c2 IPv6, c3 IPv4)"
+    else
+        not_ok "$label: containers reach the internet" "c1/4: $r4" "c2/6: $r6" "c3/4: $r3"
+    fi
+}
+
+# check_loops <label> <dir> — none of the stranger's continuous probes connected
+check_loops() {
+    local label=$1 dir=$2 f n=0 bad=() attempts
+    for f in "$dir"/stranger-*; do
+        [ -e "$f" ] || continue
+        attempts=$(wc -l <"$f")
+        n=$((n + attempts))
+        if grep -qv ' closed ' "$f"; then
+            bad+=("$(basename "$f"): $(grep -v ' closed ' "$f" | head -3)")
+        fi
+    done
+    if [ "${#bad[@]}" -gt 0 ]; then
+        if [ "$CUR_STRATEGY" = docker_user ] && ! printf '%s\n' "${bad[@]}" | grep -qv -- '-6:'; then
+            ok "$label: stranger never connects over IPv4 ($n probes); IPv6 not filtered by docker_user on Docker 20.10 # known limitation"
+            return 0
+        fi
+        not_ok "$label: stranger never connects ($n probes)" "${bad[@]}"
+    elif [ "$n" -lt 6 ]; then
+        not_ok "$label: stranger never connects (too few probes: $n)"
+    else
+        ok "$label: stranger never connects ($n probes over both families while it ran)"
+    fi
+}
+
+proxy_procs() {
+    local p n=0
+    for p in $(ip netns pids "$NS_HOST" 2>/dev/null); do
+        tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q '^/usr/sbin/docker-proxy ' && n=$((n + 1))
+    done
+    echo "$n"
+}
+
+# ---------------------------------------------------------------- one strategy on a running daemon
+# strategy_cycle <strategy> <with-restart: yes|no>
+strategy_cycle() {
+    local s=$1 restart=$2 before after dir
+    CUR_STRATEGY=$s
+    T="$BACKEND, proxy $DK_PROXY, $s: "
+    RULES_DIR=$(mktemp -d "$WORK/rules.XXXXXX")
+
+    # check mode with diff: reports the change, shows it, touches nothing
+    before=$(snap)
+    if play_ok "--check --diff" present "$s" --check --diff; then
+        if [ "$(res .changed)" = true ] && [ "$(snap)" = "$before" ] && [ -z "$(ls -A "$RULES_DIR")" ] &&
+            grep -q '^+-A DFW-' "$PLAY_LOG"; then
+            ok "--check --diff reports changed, shows the new rules, changes no rule and writes no file"
+        else
+            not_ok "--check --diff reports changed, shows the new rules, changes no rule and writes no file" \
+                "changed=$(res .changed) files=$(ls -A "$RULES_DIR")" "$(diff <(echo "$before") <(snap) | head -20)"
+        fi
+    fi
+
+    # apply
+    play_changed "apply" true present "$s" || return 0
+    LAST_APPLY_RES=$RES
+    if [ -s "$RULES_DIR/rules.v4" ] && [ -s "$RULES_DIR/rules.v6" ]; then
+        ok "apply persists rules.v4 and rules.v6"
+    else
+        not_ok "apply persists rules.v4 and rules.v6" "$(ls -la "$RULES_DIR")"
+    fi
+    check_matrix "after apply" "$s"
+    check_egress "after apply"
+
+    play_changed "second run" false present "$s"
+    after=$(snap)
+
+    if [ "$restart" = yes ]; then
+        # dockerd restart (stopped by its own PID) while the stranger probes continuously
+        dir=$WORK/loops.$SEQ
+        dk_loops_start "$dir" "${STRANGER_SPECS[@]}"
+        sleep 1
+        dk_daemon_stop
+        if dk_daemon_start && dk_wait_up 60 && dk_wait_open "$NS_ALLOWED" allowed 30; then
+            sleep 1
+            dk_loops_stop "$dir"
+            ok "dockerd restarted (SIGTERM to its pidfile PID, started again), containers back (restart=always)"
+            check_loops "during the dockerd restart" "$dir"
+            check_matrix "after the dockerd restart" "$s"
+            check_egress "after the dockerd restart"
+            play_changed "run after the dockerd restart" false present "$s"
+        else
+            dk_loops_stop "$dir"
+            not_ok "dockerd restarted, containers back" "$(tail -15 "$DK_DIR/dockerd.log")" \
+                "$(dk_docker ps -a 2>&1)"
+        fi
+    fi
+
+    # state=absent: nothing of ours is left, and the hole is back (so it was the module blocking)
+    play_changed "state=absent" true absent "$s" || return 0
+    local left
+    left=$(owned_count)
+    if [ "$left" = 0 ] && [ ! -e "$RULES_DIR/rules.v4" ] && [ ! -e "$RULES_DIR/rules.v6" ]; then
+        ok "state=absent leaves no DFW- chain, no docker_firewall: rule and no rules file"
+    else
+        not_ok "state=absent leaves nothing owned" "owned lines: $left" "$(ls -la "$RULES_DIR")"
+    fi
+    local r
+    r=$(dk_probe "$NS_STRANGER" "$DK_HOST4" 8080)
+    if who_ok "$r" "$DK_STRANGER4"; then
+        ok "after state=absent the stranger reaches 8080 again (the module was what blocked it)"
+    else
+        not_ok "after state=absent the stranger reaches 8080 again" "$r"
+    fi
+    T=""
+}
+
+# ---------------------------------------------------------------- simulated reboot
+# reboot_cycle <strategy> — apply (persist), power off (dockerd stopped, host namespace deleted),
+# boot a fresh host namespace: restore the rules files, then start dockerd, probing all along
+reboot_cycle() {
+    local s=$1 dir f r4 r6 first_allowed n_before
+    CUR_STRATEGY=$s
+    T="$BACKEND, reboot, $s: "
+    RULES_DIR=$(mktemp -d "$WORK/rules.XXXXXX")
+    play_changed "apply before the reboot" true present "$s" || return 0
+    LAST_APPLY_RES=$RES
+
+    # power off
+    dk_daemon_stop
+    dk_host_down
+    # boot: a fresh namespace (empty ruleset, forwarding off), rules files first
+    dk_host_up
+    if [ -n "$(dk_xt 4 -save 2>/dev/null | grep '^-A')" ]; then
+        not_ok "the fresh host namespace starts with an empty ruleset" "$(dk_xt 4 -save)"
+    fi
+    local rc4 rc6
+    r4=$(dk_xt 4 -restore <"$RULES_DIR/rules.v4" 2>&1)
+    rc4=$?
+    r6=$(dk_xt 6 -restore <"$RULES_DIR/rules.v6" 2>&1)
+    rc6=$?
+    if [ "$rc4" = 0 ] && [ "$rc6" = 0 ]; then
+        ok "the persisted rules.v4 and rules.v6 load into the empty ruleset (iptables-restore, as at boot)"
+    else
+        not_ok "the persisted rules files load into the empty ruleset" "$r4" "$r6" \
+            "$(cat "$RULES_DIR/rules.v4")"
+    fi
+    dir=$WORK/loops.reboot.$SEQ
+    dk_loops_start "$dir" "${STRANGER_SPECS[@]}" "${ALLOWED_SPECS[@]}"
+    sleep 2
+    local t0=$SECONDS
+    if dk_daemon_start && dk_wait_up 60 && dk_wait_open "$NS_ALLOWED" allowed 30; then
+        sleep 2
+        dk_loops_stop "$dir"
+        ok "dockerd started on the rebooted host and brought the containers back ($((SECONDS - t0)) s)"
+    else
+        dk_loops_stop "$dir"
+        not_ok "dockerd started on the rebooted host, containers back" "$(tail -15 "$DK_DIR/dockerd.log")"
+        return 0
+    fi
+    check_loops "from the first packet, before and while dockerd starts" "$dir"
+    # the allowed client's probes show the ports did open during the run (the probes were live)
+    first_allowed=$(cat "$dir"/allowed-8080-4 | grep -m1 ' open ' | cut -d' ' -f1)
+    n_before=0
+    for f in "$dir"/stranger-*; do
+        [ -n "$first_allowed" ] && n_before=$((n_before + $(awk -v t="$first_allowed" '$1 < t' "$f" | wc -l)))
+    done
+    if [ -n "$first_allowed" ]; then
+        ok "the allowed client's continuous probes got through once Docker was up ($n_before stranger probes were sent before that)"
+    else
+        not_ok "the allowed client's continuous probes got through" "$(tail -3 "$dir/allowed-8080-4")"
+    fi
+    check_matrix "after the reboot" "$s"
+    check_egress "after the reboot"
+    # Docker put its jumps behind ours
+    local hook
+    case $s in
+        docker_user | both)
+            hook=$(dk_xt 4 -save -t filter | grep -m1 '^-A DOCKER-USER ')
+            if [[ $hook == *"docker_firewall:"* ]]; then ok "DOCKER-USER starts with the module's hook after Docker started"; else not_ok "DOCKER-USER starts with the module's hook" "$hook"; fi
+            hook=$(dk_xt 4 -save -t filter | grep -m1 '^-A FORWARD ')
+            if [[ $hook == "-A FORWARD -j DOCKER-USER" ]]; then ok "FORWARD starts with Docker's jump to DOCKER-USER"; else not_ok "FORWARD starts with the jump to DOCKER-USER" "$hook"; fi
+            ;;
+    esac
+    case $s in
+        prerouting | both)
+            hook=$(dk_xt 4 -save -t nat | grep -m1 '^-A PREROUTING ')
+            if [[ $hook == *"docker_firewall:"* ]]; then ok "nat PREROUTING starts with the module's gate after Docker started"; else not_ok "nat PREROUTING starts with the module's gate" "$hook"; fi
+            ;;
+    esac
+    play_changed "run after the reboot" false present "$s"
+    if [ "$(res .changed)" != false ]; then diag "plan: $(res -c .plan)"; fi
+    play_ok "clean up (state=absent)" absent "$s" >/dev/null
+    T=""
+}
+
+# ---------------------------------------------------------------- main
+mapfile -t ALLOWED_SPECS < <(dk_specs allowed "$NS_ALLOWED")
+mapfile -t STRANGER_SPECS < <(dk_specs stranger "$NS_STRANGER")
+MATRIX_SPECS=("${ALLOWED_SPECS[@]}" "${STRANGER_SPECS[@]}")
+LAST_APPLY_RES=
+CUR_STRATEGY=
+
+for BACKEND in "${BACKENDS[@]}"; do
+    START=$SECONDS
+    export DK_BACKEND=$BACKEND DK_PROXY=on
+    T="$BACKEND: "
+    rm -rf "$DK_DIR"
+    if ! { dk_net_up && dk_daemon_start && dk_image && dk_containers && dk_wait_up 60 &&
+        dk_wait_open "$NS_ALLOWED" allowed 30; } >"$WORK/up.$BACKEND.log" 2>&1; then
+        not_ok "a real dockerd ($BACKEND) runs in the namespace with three containers" \
+            "$(tail -20 "$WORK/up.$BACKEND.log")" "$(tail -20 "$DK_DIR/dockerd.log" 2>/dev/null)"
+        dk_cleanup
+        continue
+    fi
+    ok "a real dockerd runs in the namespace (iptables-$BACKEND), c1/c2/c3 publish 8080/8443/9090 on docker0, br-*, dkcustom0"
+    if dk_xt 4 -save | grep -q -- '-j DNAT' && [ -z "$(other=$([ "$BACKEND" = nft ] && echo legacy || echo nft)
+        dk_in "$NS_HOST" "iptables-$other-save" 2>/dev/null | grep '^-A')" ]; then
+        ok "Docker wrote its rules with iptables-$BACKEND only"
+    else
+        not_ok "Docker wrote its rules with iptables-$BACKEND only"
+    fi
+    n=$(proxy_procs)
+    if [ "$n" -ge 6 ]; then ok "docker-proxy runs for every published port ($n processes)"; else not_ok "docker-proxy runs ($n processes)"; fi
+
+    # the hole, before any policy
+    dir=$WORK/probe.hole.$BACKEND
+    dk_probe_many "$dir" "${STRANGER_SPECS[@]}"
+    bad=()
+    for f in "$dir"/*; do who_ok "$(cat "$f")" "$DK_STRANGER4" || who_ok "$(cat "$f")" "$DK_STRANGER6" || bad+=("$(basename "$f"): $(cat "$f")"); done
+    if [ "${#bad[@]}" = 0 ]; then
+        ok "the hole: before the policy the stranger reaches every published port (IPv4 and IPv6)"
+    else
+        not_ok "the hole: before the policy the stranger reaches every published port" "${bad[@]}"
+    fi
+    check_egress "before the policy"
+
+    for s in "${STRATEGIES[@]}"; do strategy_cycle "$s" yes; done
+
+    # userland proxy off (daemon.json), restart
+    DK_PROXY=off
+    T="$BACKEND, proxy off: "
+    dk_daemon_stop
+    if dk_daemon_start && dk_wait_up 60 && dk_wait_open "$NS_ALLOWED" allowed 30; then
+        n=$(proxy_procs)
+        if [ "$n" = 0 ]; then ok "dockerd restarted with userland-proxy false: no docker-proxy runs"; else not_ok "no docker-proxy runs with userland-proxy false ($n)"; fi
+        for s in "${STRATEGIES[@]}"; do strategy_cycle "$s" no; done
+    else
+        not_ok "dockerd restarted with userland-proxy false" "$(tail -15 "$DK_DIR/dockerd.log")"
+    fi
+
+    # simulated reboot, with Docker's default (proxy on)
+    DK_PROXY=on
+    for s in "${REBOOT_STRATEGIES[@]}"; do reboot_cycle "$s"; done
+
+    T=""
+    dk_cleanup
+    echo "# $BACKEND done in $((SECONDS - START)) s"
+done
+
+finish

@@ -103,6 +103,7 @@ pub fn parse_args(value: &Value) -> Result<Config> {
             sorted(&TOP_LEVEL_KEYS).join(", ")
         )));
     }
+    let args = &dicts_from_json_strings(args);
     let get = |key: &str| args.get(key).filter(|v| !v.is_null());
 
     let state = match get("state") {
@@ -201,6 +202,20 @@ pub fn parse_args(value: &Value) -> Result<Config> {
         check_mode: internal_flag("_ansible_check_mode")?,
         diff: internal_flag("_ansible_diff")?,
     })
+}
+
+/// Ansible's `dict` type also takes a JSON string (free-form `ingress='{"allow": ...}'`).
+fn dicts_from_json_strings(args: &Map<String, Value>) -> Map<String, Value> {
+    let mut out = args.clone();
+    for key in ["ingress", "egress", "log"] {
+        if let Some(Value::String(text)) = args.get(key)
+            && text.trim_start().starts_with('{')
+            && let Ok(parsed @ Value::Object(_)) = serde_json::from_str::<Value>(text)
+        {
+            out.insert(key.to_string(), parsed);
+        }
+    }
+    out
 }
 
 fn sorted<'a>(keys: &[&'a str]) -> Vec<&'a str> {
@@ -595,7 +610,11 @@ fn proto(v: Option<&Value>, field: &str) -> Result<Proto> {
 
 fn port_range(v: &Value, field: &str) -> Result<PortRange> {
     let text = match v {
-        Value::Number(n) => n.to_string(),
+        // Ansible's int accepts 443.0.
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.as_u64().is_none() && f.fract() == 0.0 && f >= 0.0 => format!("{f:.0}"),
+            _ => n.to_string(),
+        },
         Value::String(s) => s.trim().to_string(),
         other => {
             return err(

@@ -229,6 +229,24 @@ fn render_owned(
     out
 }
 
+/// A small desired state for unit tests: one hook in DOCKER-USER, one owned chain.
+#[cfg(test)]
+pub fn sample_desired() -> DesiredState {
+    use super::rule::RuleBuilder;
+    let mut table = DesiredTable::default();
+    table.hooks.insert(
+        "DOCKER-USER".into(),
+        vec![RuleBuilder::new().jump("DOCKER-USER", "DFW-INGRESS")],
+    );
+    table.chains.insert(
+        "DFW-INGRESS".into(),
+        vec![RuleBuilder::new().jump("DFW-INGRESS", "DROP")],
+    );
+    let mut desired = DesiredState::default();
+    desired.tables.insert("filter".into(), table);
+    desired
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -279,24 +279,8 @@ pub fn rollback_input(before: &LiveState, now: &LiveState) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::owned::DesiredTable;
-    use crate::core::rule::RuleBuilder;
+    use crate::core::owned::sample_desired as desired;
     use crate::core::save::parse_save;
-
-    fn desired() -> DesiredState {
-        let mut t = DesiredTable::default();
-        t.hooks.insert(
-            "DOCKER-USER".into(),
-            vec![RuleBuilder::new().jump("DOCKER-USER", "DFW-INGRESS")],
-        );
-        t.chains.insert(
-            "DFW-INGRESS".into(),
-            vec![RuleBuilder::new().jump("DFW-INGRESS", "DROP")],
-        );
-        let mut d = DesiredState::default();
-        d.tables.insert("filter".into(), t);
-        d
-    }
 
     fn live(rules: &[String]) -> LiveState {
         let text = format!(

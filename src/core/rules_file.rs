@@ -139,23 +139,8 @@ fn table_bodies(desired: &DesiredState) -> Vec<(String, Vec<String>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::owned::DesiredTable;
+    use crate::core::owned::sample_desired as desired;
     use crate::core::rule::RuleBuilder;
-
-    fn desired() -> DesiredState {
-        let mut d = DesiredState::default();
-        let mut t = DesiredTable::default();
-        t.hooks.insert(
-            "DOCKER-USER".into(),
-            vec![RuleBuilder::new().jump("DOCKER-USER", "DFW-INGRESS")],
-        );
-        t.chains.insert(
-            "DFW-INGRESS".into(),
-            vec![RuleBuilder::new().jump("DFW-INGRESS", "DROP")],
-        );
-        d.tables.insert("filter".into(), t);
-        d
-    }
 
     #[test]
     fn creates_a_file_that_declares_docker_user() {

@@ -6,9 +6,9 @@ use crate::core::args::parse_args_text;
 use crate::core::desired::{DockerFacts, desired_state};
 use crate::core::owned::{DesiredState, LiveState};
 use crate::core::plan::{FamilyPlan, plan, rollback_input};
-use crate::core::policy::{Backend, BackendChoice, Config, Family, State};
+use crate::core::policy::{Backend, BackendChoice, Config, Family, State, Strategy};
 use crate::core::rules_file::updated_content;
-use crate::core::save::{Ruleset, incompatible_table_note, parse_save, target};
+use crate::core::save::{Ruleset, incompatible_table_note, parse_save};
 use crate::system::{CommandError, System};
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
@@ -123,13 +123,6 @@ fn has_docker_chains(ruleset: &Ruleset) -> bool {
         .any(|t| DOCKER_CHAINS.iter().any(|c| t.has_chain(c)))
 }
 
-fn forward_reaches_docker_user(ruleset: &Ruleset) -> bool {
-    ruleset.table("filter").is_some_and(|t| {
-        t.rules_of("FORWARD")
-            .any(|r| target(&r.spec).as_deref() == Some("DOCKER-USER"))
-    })
-}
-
 fn parse_saved(text: &str, family: Family, backend: Backend) -> Result<Ruleset> {
     if let Some(note) = incompatible_table_note(text) {
         bail!(
@@ -234,8 +227,7 @@ pub fn run(config: &Config, system: &dyn System) -> Result<Report> {
     }
     let (backend, mut first_ruleset) = choose_backend(config, system)?;
 
-    let mut runs: Vec<FamilyRun> = Vec::new();
-    let mut saw_docker = false;
+    let mut rulesets: Vec<(Family, Ruleset)> = Vec::new();
     for &family in &config.families {
         if !system.has_tools(family, backend) {
             if family == Family::Ipv6 {
@@ -257,26 +249,28 @@ pub fn run(config: &Config, system: &dyn System) -> Result<Report> {
                 parse_saved(&text, family, backend)?
             }
         };
-        saw_docker |= has_docker_chains(&ruleset);
-        let facts = DockerFacts::read(&ruleset);
-        if config.state == State::Present
-            && config.strategy.filters_forward()
-            && !facts.published.is_empty()
-            && !forward_reaches_docker_user(&ruleset)
-        {
-            warnings.push(format!(
-                "{}: Docker publishes ports but FORWARD does not jump to DOCKER-USER (Docker did \
-                 not set up its {} filter chains), so the docker_user strategy does not filter \
-                 this family; strategy both also closes the ports in the nat table",
-                family.name(),
-                family.name()
-            ));
-        }
-        let live = LiveState::from_ruleset(&ruleset);
-        let desired = desired_state(config, family, &external, &facts);
+        rulesets.push((family, ruleset));
+    }
+    let saw_docker = rulesets.iter().any(|(_, r)| has_docker_chains(r));
+    let facts: Vec<DockerFacts> = rulesets.iter().map(|(_, r)| DockerFacts::read(r)).collect();
+    if config.state == State::Present
+        && config.strategy == Strategy::Prerouting
+        && facts.iter().all(|f| f.published.is_empty())
+    {
+        warnings.push(
+            "strategy prerouting gates the ports Docker publishes when the module runs, and none \
+             is published now: run the module again after starting containers, or use strategy \
+             both, whose DOCKER-USER filter also covers ports published later"
+                .into(),
+        );
+    }
+    let mut runs: Vec<FamilyRun> = Vec::new();
+    for ((family, ruleset), own) in rulesets.iter().zip(&facts) {
+        let live = LiveState::from_ruleset(ruleset);
+        let desired = desired_state(config, *family, &external, &own.with_ports_of(&facts));
         let plan = plan(&live, &desired);
         runs.push(FamilyRun {
-            family,
+            family: *family,
             live,
             desired,
             plan,

@@ -3,11 +3,11 @@
 //!
 //! * filter `DOCKER-USER` -> `DFW-INGRESS`: replies pass, traffic from an external interface to a
 //!   Docker bridge goes to `DFW-INGRESS-POLICY` (allow entries RETURN, the rest is dropped).
-//! * nat `PREROUTING` -> `DFW-GATE` -> `DFW-GATE-POLICY`: allowed traffic RETURNs and goes on to
-//!   Docker's DNAT; the rest is ACCEPTed in nat, i.e. never DNAT-ed.
-//! * filter `INPUT` -> `DFW-PROXY-GUARD`: what the gate refused lands in INPUT, where Docker's
-//!   userland proxy listens on the published ports; the guard sends those ports through the same
-//!   policy chain.
+//! * nat `PREROUTING` -> `DFW-GATE` (Docker's published ports) -> `DFW-GATE-POLICY`: allowed
+//!   traffic RETURNs and goes on to Docker's DNAT; the rest is ACCEPTed in nat, i.e. never DNAT-ed.
+//! * filter `INPUT` -> `DFW-PROXY-GUARD`: what is not DNAT-ed (refused by the gate, or IPv6 where
+//!   Docker writes no IPv6 NAT) lands in INPUT, where Docker's userland proxy listens on the
+//!   published ports; the guard sends those ports through the same policy chain.
 //! * Denials go through `DFW-INGRESS-DENY` / `DFW-EGRESS-DENY`: a rate-limited LOG, then DROP
 //!   (or REJECT), or in audit mode RETURN.
 //! * Egress: filter `DOCKER-USER` -> `DFW-EGRESS` (containers to private ranges) and `INPUT` ->
@@ -42,12 +42,25 @@ pub struct PublishedPort {
 }
 
 /// What the live ruleset tells about Docker right now.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DockerFacts {
     /// Host ports published through DNAT in nat `DOCKER`.
     pub published: Vec<PublishedPort>,
     /// Bridges Docker forwards published traffic to (`-o X -j DOCKER`).
     pub bridges: Vec<String>,
+    /// Where the forward-path hooks go: `DOCKER-USER`, or `FORWARD` itself where Docker set up
+    /// its chains without a DOCKER-USER jump (Docker 20.10's experimental IPv6).
+    pub forward_chain: &'static str,
+}
+
+impl Default for DockerFacts {
+    fn default() -> Self {
+        DockerFacts {
+            published: Vec::new(),
+            bridges: Vec::new(),
+            forward_chain: DOCKER_USER,
+        }
+    }
 }
 
 impl DockerFacts {
@@ -55,12 +68,45 @@ impl DockerFacts {
         DockerFacts {
             published: published_ports(ruleset),
             bridges: docker_bridges(ruleset),
+            forward_chain: forward_chain(ruleset),
+        }
+    }
+
+    /// These facts with the ports and bridges every family shows: docker-proxy listens on a
+    /// published port in both families even where Docker writes NAT rules for one only.
+    pub fn with_ports_of(&self, all: &[DockerFacts]) -> Self {
+        let mut published: Vec<PublishedPort> =
+            all.iter().flat_map(|f| f.published.clone()).collect();
+        published.sort();
+        published.dedup();
+        let mut bridges: Vec<String> = all.iter().flat_map(|f| f.bridges.clone()).collect();
+        bridges.sort();
+        bridges.dedup();
+        DockerFacts {
+            published,
+            bridges,
+            forward_chain: self.forward_chain,
         }
     }
 }
 
 fn flag_value(args: &[String], flag: &str) -> Option<String> {
     args.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone())
+}
+
+/// `DOCKER-USER`, unless Docker's filter chains exist and FORWARD does not jump to DOCKER-USER.
+fn forward_chain(ruleset: &Ruleset) -> &'static str {
+    let Some(filter) = ruleset.table("filter") else {
+        return DOCKER_USER;
+    };
+    let jumps_to_docker_user = filter
+        .rules_of("FORWARD")
+        .any(|r| flag_value(&split_args(&r.spec), "-j").as_deref() == Some(DOCKER_USER));
+    if filter.has_chain("DOCKER") && !jumps_to_docker_user {
+        "FORWARD"
+    } else {
+        DOCKER_USER
+    }
 }
 
 /// The DNAT rules of Docker's nat `DOCKER` chain.
@@ -174,14 +220,12 @@ pub fn desired_state(
             .table_mut("filter")
             .chains
             .insert(INGRESS.into(), rules);
-        forward_hooks.push(RuleBuilder::new().jump(DOCKER_USER, INGRESS));
+        forward_hooks.push(RuleBuilder::new().jump(facts.forward_chain, INGRESS));
     }
 
     if strategy.gates_prerouting() {
-        let gate = external_interfaces
-            .iter()
-            .map(|ext| RuleBuilder::new().in_interface(ext).jump(GATE, GATE_POLICY))
-            .collect();
+        // Only Docker's published ports: other tools' nat rules keep seeing everything else.
+        let gate = per_published_port(external_interfaces, &facts.published, GATE, GATE_POLICY);
         let mut gate_policy = allow_rules(GATE_POLICY, family, &allow);
         if config.audit {
             // Audit: log what the gate would keep from Docker, keep nothing.
@@ -201,32 +245,26 @@ pub fn desired_state(
                     .jump("PREROUTING", GATE),
             ],
         );
-
-        let mut guard = vec![
-            RuleBuilder::new()
-                .matching(REPLIES)
-                .jump(PROXY_GUARD, "RETURN"),
-        ];
-        for ext in external_interfaces {
-            for p in &facts.published {
-                guard.push(
-                    RuleBuilder::new()
-                        .in_interface(ext)
-                        .proto(&p.proto)
-                        .matching(format!(
-                            "-m conntrack --ctorigdstport {} --ctdir ORIGINAL",
-                            p.port
-                        ))
-                        .jump(PROXY_GUARD, INGRESS_POLICY),
-                );
-            }
-        }
-        desired
-            .table_mut("filter")
-            .chains
-            .insert(PROXY_GUARD.into(), guard);
-        input_hooks.push(RuleBuilder::new().jump("INPUT", PROXY_GUARD));
     }
+
+    // Whatever is not DNAT-ed (refused by the gate, or IPv6 where Docker writes no IPv6 NAT)
+    // lands in INPUT, where docker-proxy listens on the published ports of both families.
+    let mut guard = vec![
+        RuleBuilder::new()
+            .matching(REPLIES)
+            .jump(PROXY_GUARD, "RETURN"),
+    ];
+    guard.extend(per_published_port(
+        external_interfaces,
+        &facts.published,
+        PROXY_GUARD,
+        INGRESS_POLICY,
+    ));
+    desired
+        .table_mut("filter")
+        .chains
+        .insert(PROXY_GUARD.into(), guard);
+    input_hooks.push(RuleBuilder::new().jump("INPUT", PROXY_GUARD));
 
     let mut policy = allow_rules(INGRESS_POLICY, family, &allow);
     policy.push(RuleBuilder::new().jump(INGRESS_POLICY, INGRESS_DENY));
@@ -238,11 +276,20 @@ pub fn desired_state(
 
     if config.egress.enabled() {
         let hooks = (&mut forward_hooks, &mut input_hooks);
-        add_egress(config, family, &bridges, &mut desired, hooks);
+        add_egress(
+            config,
+            family,
+            facts.forward_chain,
+            &bridges,
+            &mut desired,
+            hooks,
+        );
     }
     let filter = desired.table_mut("filter");
     if !forward_hooks.is_empty() {
-        filter.hooks.insert(DOCKER_USER.into(), forward_hooks);
+        filter
+            .hooks
+            .insert(facts.forward_chain.into(), forward_hooks);
     }
     if !input_hooks.is_empty() {
         filter.hooks.insert("INPUT".into(), input_hooks);
@@ -256,6 +303,7 @@ pub fn desired_state(
 fn add_egress(
     config: &Config,
     family: Family,
+    forward_chain: &str,
     bridges: &[String],
     desired: &mut DesiredState,
     (forward_hooks, input_hooks): (&mut Vec<Rule>, &mut Vec<Rule>),
@@ -289,7 +337,7 @@ fn add_egress(
         }
         filter.chains.insert(EGRESS.into(), rules);
         filter.chains.insert(EGRESS_POLICY.into(), policy);
-        forward_hooks.push(RuleBuilder::new().jump(DOCKER_USER, EGRESS));
+        forward_hooks.push(RuleBuilder::new().jump(forward_chain, EGRESS));
     }
     if egress.deny_host {
         let mut rules = vec![
@@ -379,6 +427,31 @@ fn ingress_deny(config: &Config, family: Family) -> Vec<Rule> {
         return rules;
     }
     rules.extend(final_verdict(config.ingress.default, family));
+    rules
+}
+
+/// One rule per external interface and published host port, jumping to `target`.
+fn per_published_port(
+    external_interfaces: &[String],
+    published: &[PublishedPort],
+    chain: &str,
+    target: &str,
+) -> Vec<Rule> {
+    let mut rules = Vec::new();
+    for ext in external_interfaces {
+        for p in published {
+            rules.push(
+                RuleBuilder::new()
+                    .in_interface(ext)
+                    .proto(&p.proto)
+                    .matching(format!(
+                        "-m conntrack --ctorigdstport {} --ctdir ORIGINAL",
+                        p.port
+                    ))
+                    .jump(chain, target),
+            );
+        }
+    }
     rules
 }
 

@@ -681,7 +681,7 @@ fn comment(v: &Value, field: &str) -> Result<String> {
     if text.len() > MAX_COMMENT_LEN {
         return err(
             field,
-            format!("is longer than {MAX_COMMENT_LEN} characters"),
+            format!("is longer than {MAX_COMMENT_LEN} bytes"),
         );
     }
     if let Some(c) = text

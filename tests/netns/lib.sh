@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2119
 # tests/netns/lib.sh — helpers for the namespace tests (sourced by tests/netns/test_*.sh).
 #
 # Output: one line per test case, "ok - <tag>: <name>" / "not ok - <tag>: <name>", diagnostics as
@@ -191,6 +191,10 @@ dfw_run() {
         not_ok "module writes only the rules files it was given (it wrote under /etc, caught by the overlay)" \
             "$(cat "$DFW_ETC_WRITES")" "args: $(jq -c . "$args")"
     fi
+    if [ "$(jq -s 'length' "$DFW_OUT" 2>/dev/null)" != 1 ]; then
+        not_ok "module prints exactly one JSON value on stdout" "stdout: $(head -c 1500 "$DFW_OUT")" "stderr: $(head -c 500 "$DFW_ERR")"
+        return 1
+    fi
     jq -e 'type == "object"' "$DFW_OUT" >/dev/null 2>&1
 }
 # dfw [override-json] — dfw_args + dfw_run
@@ -205,7 +209,11 @@ dfw_q() { jq -r "$1" "$DFW_OUT" 2>/dev/null; }
 # dfw_show — the last run as diagnostics
 dfw_show() {
     echo "args: $(jq -c . "$DFW_ARGS" 2>/dev/null)"
-    echo "rc=$DFW_RC stdout: $(head -c 3000 "$DFW_OUT")"
+    if jq -e . "$DFW_OUT" >/dev/null 2>&1; then
+        echo "rc=$DFW_RC result: $(jq -c '{changed, failed, msg, warnings, plan}' "$DFW_OUT" | head -c 2500)"
+    else
+        echo "rc=$DFW_RC stdout: $(head -c 2500 "$DFW_OUT")"
+    fi
     [ -s "$DFW_ERR" ] && echo "stderr: $(head -c 1500 "$DFW_ERR")"
     echo "tools run: $(tr '\n' ';' <"$T_XTLOG" | head -c 800)"
 }

@@ -4,7 +4,7 @@
 #
 #   sudo tests/netns/run.sh [-j JOBS] [test_name ...]      e.g. tests/netns/run.sh test_reject
 #
-# Environment: BACKENDS ("legacy nft"), LAYOUTS ("docker20 docker28"), JOBS (3), TEST_TIMEOUT (300 s),
+# Environment: BACKENDS ("legacy nft"), LAYOUTS ("docker20 docker28"), JOBS (4), TEST_TIMEOUT (300 s),
 # DFW_BIN (module binary), PROBE_TIMEOUT (2 s), KEEP=1 (keep the work directory),
 # DIAG_LINES (40: diagnostic lines shown per failure).
 # Prints "ok - ..." / "not ok - ..." per case (diagnostics "# ..." only for failures), then the line
@@ -12,7 +12,7 @@
 # created for the run (prefix dfwlab-r<pid>-<job>-); the machine's own firewall is never touched.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
-JOBS=${JOBS:-3}
+JOBS=${JOBS:-4}
 BACKENDS=${BACKENDS:-legacy nft}
 LAYOUTS=${LAYOUTS:-docker20 docker28}
 TEST_TIMEOUT=${TEST_TIMEOUT:-300}
@@ -62,9 +62,9 @@ done
 # sweep <job dir> <prefix> — whatever a killed test left behind: its processes (by recorded PID)
 # and its namespaces (by this run's unique prefix)
 sweep() {
-    local d=$1 prefix=$2 n pid ns
+    local d=$1 prefix=$2 pid ns
     if [ -f "$d/lab/pids" ]; then
-        while read -r n pid; do [ -n "$pid" ] && kill "$pid" 2>/dev/null; done <"$d/lab/pids"
+        while read -r _ pid; do [ -n "$pid" ] && kill "$pid" 2>/dev/null; done <"$d/lab/pids"
     fi
     for ns in /run/netns/"$prefix"-*; do
         [ -e "$ns" ] && ip netns del "$(basename "$ns")" 2>/dev/null
@@ -86,7 +86,7 @@ run_job() {
     pass=$(grep -c '^ok - ' "$d/out")
     fail=$(grep -c '^not ok - ' "$d/out")
     {
-        grep -E '^(ok|not ok) - |^#' "$d/out" | awk -v max="${DIAG_LINES:-40}" '
+        grep -E '^(ok|not ok) - |^#' "$d/out" | grep -Ev '^# \[[^]]*\] [^:]*: [0-9]+ passed, [0-9]+ failed$' | awk -v max="${DIAG_LINES:-40}" '
             /^not ok - / { if (cut) print "# ... " cut " more diagnostic lines (KEEP=1 keeps them)"; show = 1; n = 0; cut = 0; print; next }
             /^ok - / { if (cut) print "# ... " cut " more diagnostic lines (KEEP=1 keeps them)"; show = 0; cut = 0; print; next }
             /^# / && show { if (++n <= max) print; else cut++ }

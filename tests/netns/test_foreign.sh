@@ -44,11 +44,14 @@ hooks_first() {
 intruders() {
     local fam net op=(-D) t c
     [ "$1" = add ] && op=(-I)
+    local pos=()
     for fam in 4 6; do
         [ "$fam" = 6 ] && net=fd00:298::/64 || net=198.18.98.0/24
         for t in filter:DOCKER-USER nat:PREROUTING filter:INPUT; do
             c=${t#*:}
-            ipt_fam "$fam" -t "${t%%:*}" "${op[@]}" "$c" $([ "$1" = add ] && echo 1) -s "$net" \
+            pos=()
+            [ "$1" = add ] && pos=(1)
+            ipt_fam "$fam" -t "${t%%:*}" "${op[@]}" "$c" "${pos[@]}" -s "$net" \
                 -m comment --comment "intruder: above the hook" -j RETURN
         done
     done

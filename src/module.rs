@@ -253,6 +253,11 @@ pub fn run(config: &Config, system: &dyn System) -> Result<Report> {
     }
     let saw_docker = rulesets.iter().any(|(_, r)| has_docker_chains(r));
     let facts: Vec<DockerFacts> = rulesets.iter().map(|(_, r)| DockerFacts::read(r)).collect();
+    if config.state == State::Present && config.audit && !config.log.enabled {
+        warnings.push(
+            "audit is on and log.enabled is off: nothing is denied and nothing is logged".into(),
+        );
+    }
     if config.state == State::Present
         && config.strategy == Strategy::Prerouting
         && facts.iter().all(|f| f.published.is_empty())

@@ -679,10 +679,7 @@ fn address(v: &Value, field: &str) -> Result<IpAddr> {
 fn comment(v: &Value, field: &str) -> Result<String> {
     let text = string(v, field)?;
     if text.len() > MAX_COMMENT_LEN {
-        return err(
-            field,
-            format!("is longer than {MAX_COMMENT_LEN} bytes"),
-        );
+        return err(field, format!("is longer than {MAX_COMMENT_LEN} bytes"));
     }
     if let Some(c) = text
         .chars()

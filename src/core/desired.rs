@@ -32,6 +32,9 @@ pub const EGRESS_DENY: &str = "DFW-EGRESS-DENY";
 pub const DOCKER_USER: &str = "DOCKER-USER";
 
 const REPLIES: &str = "-m conntrack --ctstate RELATED,ESTABLISHED";
+/// ICMPv6 a container must exchange with the host: MLD query/report/done, router and neighbour
+/// solicitation/advertisement, MLDv2 report.
+const IPV6_LINK_CONTROL: [u8; 8] = [130, 131, 132, 133, 134, 135, 136, 143];
 
 /// A host port Docker publishes, as its nat DNAT rule matches it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -345,6 +348,17 @@ fn add_egress(
                 .matching(REPLIES)
                 .jump(HOST_GUARD, "RETURN"),
         ];
+        if family == Family::Ipv6 {
+            // Neighbour discovery and MLD: without them no IPv6 reaches the containers at all.
+            for icmp_type in IPV6_LINK_CONTROL {
+                rules.push(
+                    RuleBuilder::new()
+                        .proto("ipv6-icmp")
+                        .matching(format!("-m icmp6 --icmpv6-type {icmp_type}"))
+                        .jump(HOST_GUARD, "RETURN"),
+                );
+            }
+        }
         for bridge in bridges {
             rules.push(
                 RuleBuilder::new()
@@ -405,15 +419,21 @@ fn log_rule(
     }
     let mode = if config.audit { "audit" } else { "drop" };
     let prefix = format!("{}{direction}-{mode} ", config.log.prefix);
-    let bucket = match family {
-        Family::Ipv4 => format!("dfw-{bucket}4"),
-        Family::Ipv6 => format!("dfw-{bucket}6"),
+    // The kernel keeps a hashlimit table's first rate for as long as the name is in use, so the
+    // name carries the rate: a new rate gets a new table.
+    let rate = config.log.rate.iptables();
+    let rate_tag = rate.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    let family_digit = match family {
+        Family::Ipv4 => 4,
+        Family::Ipv6 => 6,
     };
+    let bucket = format!("dfw-{bucket}{family_digit}-{:04x}", rate_tag & 0xffff);
     vec![
         RuleBuilder::new()
             .matching(format!(
-                "-m hashlimit --hashlimit-upto {} --hashlimit-burst 5 --hashlimit-mode srcip,dstip,dstport --hashlimit-name {bucket}",
-                config.log.rate.iptables()
+                "-m hashlimit --hashlimit-upto {rate} --hashlimit-burst 5 --hashlimit-mode srcip,dstip,dstport --hashlimit-name {bucket}"
             ))
             .jump(chain, &format!("LOG --log-prefix {}", quote(&prefix))),
     ]

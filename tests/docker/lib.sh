@@ -31,6 +31,7 @@ DK_STRANGER4=10.200.100.20; DK_STRANGER6=fd00:200:100::20
 DK_GW4=10.200.100.254;      DK_GW6=fd00:200:100::254
 DK_INET4=198.18.0.80;       DK_INET6=fd00:2ff::80
 DK_PORTS=(8080 8443 9090)
+# shellcheck disable=SC2034  # used by scripts/demo
 declare -A DK_PORT_CONTAINER=([8080]=c1 [8443]=c2 [9090]=c3)
 DK_IMAGE=dfw-busybox:e2e
 DK_DOCKER_BIN=/usr/bin/docker # Debian's docker.io client (20.10); /usr/local/bin/docker may be another
@@ -106,12 +107,15 @@ dk_xt() {
     dk_in "$NS_HOST" "$bin-$DK_BACKEND$suffix" "$@"
 }
 
-# dk_attach <ns> <port name in sw> <ipv4/len> <ipv6/len> — a veth from the switch into <ns> as eth0
+# dk_attach <ns> <port name in sw> <ipv4/len> <ipv6/len> <mac> — a veth from the switch into <ns>
+# as eth0, with a fixed MAC address (a rebooted host keeps its NIC's address, so the neighbours'
+# ARP/ND caches stay right)
 dk_attach() {
-    local ns=$1 port=$2 a4=$3 a6=$4
+    local ns=$1 port=$2 a4=$3 a6=$4 mac=$5
     ip -n "$NS_SW" link add "$port" type veth peer name eth0 netns "$ns"
     ip -n "$NS_SW" link set "$port" master br0 up
     ip -n "$ns" link set lo up
+    ip -n "$ns" link set eth0 address "$mac"
     ip -n "$ns" link set eth0 up
     ip -n "$ns" addr add "$a4" dev eth0
     ip -n "$ns" -6 addr add "$a6" dev eth0 nodad
@@ -120,7 +124,7 @@ dk_attach() {
 # dk_host_up — (re)create the Docker host namespace and wire it to the switch (a fresh "boot")
 dk_host_up() {
     ip netns add "$NS_HOST"
-    dk_attach "$NS_HOST" p-host "$DK_HOST4/24" "$DK_HOST6/64"
+    dk_attach "$NS_HOST" p-host "$DK_HOST4/24" "$DK_HOST6/64" 02:00:0a:c8:64:01
     ip -n "$NS_HOST" route add default via "$DK_GW4"
     ip -n "$NS_HOST" -6 route add default via "$DK_GW6"
     # a freshly booted host forwards nothing until dockerd enables it (the namespace's own sysctls)
@@ -131,6 +135,14 @@ dk_host_up() {
 dk_host_down() {
     dk_kill_ns_pids "$NS_HOST"
     ip netns del "$NS_HOST" 2>/dev/null
+    # the kernel tears a namespace down asynchronously: wait until its veth peer left the switch
+    local _
+    for _ in $(seq 1 40); do
+        ip -n "$NS_SW" link show p-host >/dev/null 2>&1 || return 0
+        sleep 0.25
+    done
+    echo "# the old host namespace is still alive (p-host remains): removing the peer" >&2
+    ip -n "$NS_SW" link del p-host 2>/dev/null
     return 0
 }
 
@@ -144,9 +156,9 @@ dk_net_up() {
     ip -n "$NS_SW" link set br0 up
     local ns
     for ns in "$NS_ALLOWED" "$NS_STRANGER" "$NS_INET"; do ip netns add "$ns"; done
-    dk_attach "$NS_ALLOWED" p-allowed "$DK_ALLOWED4/24" "$DK_ALLOWED6/64"
-    dk_attach "$NS_STRANGER" p-stranger "$DK_STRANGER4/24" "$DK_STRANGER6/64"
-    dk_attach "$NS_INET" p-internet "$DK_GW4/24" "$DK_GW6/64"
+    dk_attach "$NS_ALLOWED" p-allowed "$DK_ALLOWED4/24" "$DK_ALLOWED6/64" 02:00:0a:c8:64:0a
+    dk_attach "$NS_STRANGER" p-stranger "$DK_STRANGER4/24" "$DK_STRANGER6/64" 02:00:0a:c8:64:14
+    dk_attach "$NS_INET" p-internet "$DK_GW4/24" "$DK_GW6/64" 02:00:0a:c8:64:fe
     ip -n "$NS_INET" addr add "$DK_INET4/32" dev lo
     ip -n "$NS_INET" -6 addr add "$DK_INET6/128" dev lo nodad
     # the "internet": a web server that tells who it sees
@@ -314,8 +326,8 @@ dk_containers() {
 
 # dk_wait_up [seconds] — all three containers running and their DNAT rules in place
 dk_wait_up() {
-    local limit=${1:-60} i n
-    for i in $(seq 1 $((limit * 2))); do
+    local limit=${1:-60} _ n
+    for _ in $(seq 1 $((limit * 2))); do
         n=$(dk_docker ps -q --filter status=running 2>/dev/null | wc -l)
         if [ "$n" -ge 3 ] && [ "$(dk_xt 4 -save -t nat 2>/dev/null | grep -c -- '-j DNAT')" -ge 3 ]; then
             dk_record_pids
@@ -372,11 +384,12 @@ dk_specs() {
     done
 }
 
-# dk_wait_open <ns> <label> [seconds] — wait until the client reaches every published port over
-# both families (containers listening, their IPv6 addresses past DAD, DNAT rules in place)
+# dk_wait_open <ns> <label> [seconds] [families] — wait until the client reaches every published
+# port over the families ("4 6" by default): containers listening, their IPv6 addresses past DAD,
+# DNAT rules in place
 dk_wait_open() {
-    local ns=$1 label=$2 limit=${3:-30} end dir f all specs=()
-    mapfile -t specs < <(dk_specs "$label" "$ns")
+    local ns=$1 label=$2 limit=${3:-30} fams=${4:-4 6} end dir f all specs=()
+    mapfile -t specs < <(dk_specs "$label" "$ns" | grep -E -- "-($(tr ' ' '|' <<<"$fams")) ")
     end=$((SECONDS + limit))
     dir=$DK_DIR/wait-open
     while [ "$SECONDS" -lt "$end" ]; do
@@ -432,7 +445,7 @@ dk_cleanup() {
     local p
     for p in "${DK_LOOP_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
     dk_daemon_stop
-    local line name pid ns
+    local name pid ns
     if [ -f "$DK_DIR/pids" ]; then
         while read -r name pid; do
             [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null

@@ -24,7 +24,7 @@
 # Nothing here changes the machine's own firewall, routes or links.
 #
 # Environment: DFW_E2E_BACKENDS (default "nft legacy"), DFW_E2E_STRATEGIES (default all three),
-#   DFW_E2E_REBOOT_STRATEGIES (default "docker_user both"), DFW_E2E_KEEP=1 (keep the work dir),
+#   DFW_E2E_REBOOT_STRATEGIES (default "docker_user both"); "-" for none. DFW_E2E_KEEP=1 (keep the work dir),
 #   DK_VERBOSE=1.
 set -uo pipefail
 
@@ -33,10 +33,15 @@ ROOT=$(cd "$HERE/../.." && pwd)
 read -r -a BACKENDS <<<"${DFW_E2E_BACKENDS:-nft legacy}"
 read -r -a STRATEGIES <<<"${DFW_E2E_STRATEGIES:-docker_user prerouting both}"
 read -r -a REBOOT_STRATEGIES <<<"${DFW_E2E_REBOOT_STRATEGIES:-docker_user both}"
+# "-" runs none (quicker iterations)
+[ "${STRATEGIES[0]:-}" = - ] && STRATEGIES=()
+[ "${REBOOT_STRATEGIES[0]:-}" = - ] && REBOOT_STRATEGIES=()
 
 PASSED=0
 FAILED=0
 KNOWN=()
+SKIPPED=()
+FAMS="4 6"
 T=""
 ok() { echo "ok - $T$1"; PASSED=$((PASSED + 1)); }
 diag() { local l; for l in "$@"; do while IFS= read -r x; do echo "#   $x"; done <<<"$l"; done; }
@@ -44,6 +49,7 @@ not_ok() { echo "not ok - $T$1"; FAILED=$((FAILED + 1)); shift; [ $# -gt 0 ] && 
 finish() {
     local k
     for k in "${KNOWN[@]}"; do echo "# known limitation seen: $k"; done
+    for k in "${SKIPPED[@]}"; do echo "# skipped: $k"; done
     echo "$PASSED passed, $FAILED failed"
     [ "$FAILED" = 0 ] && [ "$PASSED" -gt 0 ]
     exit $?
@@ -56,7 +62,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 WORK=$(mktemp -d /tmp/dfwe2e.XXXXXX)
 DK_DIR=$WORK/lab
-DK_PREFIX=dfwe2e$$
+export DK_PREFIX=dfwe2e$$ # read by lib.sh
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
 
@@ -82,6 +88,26 @@ for b in dockerd containerd runc curl nsenter unshare jq "$DK_DOCKER_BIN"; do
 done
 echo "# dockerd: $(dockerd --version 2>/dev/null); module: $ROOT/library/docker_firewall; work dir: $WORK"
 
+# the role when it is there (docker_firewall_* variables), else the module directly
+ROLES_PATH=$ROOT/roles
+if [ -f "$ROOT/roles/docker_firewall/tasks/main.yml" ]; then
+    PLAYBOOK=$HERE/site.yml
+    echo "# policy applied with the role roles/docker_firewall (tests/docker/site.yml)"
+    # Ansible prefers the role's own library/ copy of the binary over ANSIBLE_LIBRARY: test a copy of
+    # the role that carries the binary just built (library/docker_firewall)
+    if [ -e "$ROOT/roles/docker_firewall/library/docker_firewall" ] &&
+        ! cmp -s "$ROOT/roles/docker_firewall/library/docker_firewall" "$ROOT/library/docker_firewall"; then
+        echo "# note: roles/docker_firewall/library/docker_firewall differs from library/docker_firewall; testing the latter"
+    fi
+    mkdir -p "$WORK/roles"
+    cp -a "$ROOT/roles/docker_firewall" "$WORK/roles/"
+    mkdir -p "$WORK/roles/docker_firewall/library"
+    install -m 0755 "$ROOT/library/docker_firewall" "$WORK/roles/docker_firewall/library/docker_firewall"
+    ROLES_PATH=$WORK/roles
+else
+    PLAYBOOK=$HERE/module.yml
+    echo "# roles/docker_firewall not found: policy applied with the module directly (tests/docker/module.yml)"
+fi
 printf '[docker]\ndockerhost ansible_connection=local ansible_python_interpreter=%s\n' \
     "$ROOT/.venv/bin/python" >"$WORK/inventory.ini"
 mkdir -p "$WORK/ansible-home" "$WORK/ansible-tmp"
@@ -103,13 +129,12 @@ play() {
         '{dfw_state: $state, dfw_strategy: $strategy, dfw_allowed: [$a4, $a6],
           dfw_rules_dir: $rd, dfw_result_file: $res}' >"$vars"
     timeout --kill-after=10 240 ip netns exec "$NS_HOST" env \
-        ANSIBLE_LIBRARY="$ROOT/library" ANSIBLE_HOME="$WORK/ansible-home" \
+        ANSIBLE_LIBRARY="$ROOT/library" ANSIBLE_ROLES_PATH="$ROLES_PATH" ANSIBLE_HOME="$WORK/ansible-home" \
         ANSIBLE_LOCAL_TEMP="$WORK/ansible-tmp" ANSIBLE_NOCOLOR=1 ANSIBLE_RETRY_FILES_ENABLED=0 \
-        ANSIBLE_HOST_KEY_CHECKING=0 \
-        "$ROOT/.venv/bin/ansible-playbook" -i "$WORK/inventory.ini" "$HERE/site.yml" -e "@$vars" "$@" \
+        "$ROOT/.venv/bin/ansible-playbook" -i "$WORK/inventory.ini" "$PLAYBOOK" -e "@$vars" "$@" \
         >"$PLAY_LOG" 2>&1 </dev/null
 }
-res() { jq -r "$1" "$RES" 2>/dev/null; }
+res() { jq -r "$@" "$RES" 2>/dev/null; }
 # play_ok <name> <state> <strategy> [options] — a run that must succeed
 play_ok() {
     local name=$1
@@ -144,11 +169,24 @@ owned_count() { snap | grep -cE 'docker_firewall:|^:DFW-'; }
 # who_ok <result> <client addr> — the container answered and saw the real client (DNAT path)
 who_ok() { [[ $1 == "open "*" sees $2" ]]; }
 
+# hooks_diag <4|6> — where the hooks are: the chains Docker and the module both write to
+hooks_diag() {
+    local fam=$1
+    echo "ip${fam/4/}tables-$BACKEND-save, hook chains:"
+    dk_xt "$fam" -save -t filter 2>/dev/null | grep -E -- '^-A (FORWARD|DOCKER-USER|INPUT) '
+    dk_xt "$fam" -save -t nat 2>/dev/null | grep -E -- '^-A PREROUTING '
+}
+
+# warned_v6 — the last apply warned that IPv6 is not filtered (no IPv6 FORWARD -> DOCKER-USER jump)
+warned_v6() {
+    jq -r '.warnings[]? | select(test("ipv6: .*FORWARD does not jump to DOCKER-USER"))' "$LAST_APPLY_RES" 2>/dev/null
+}
+
 # check_matrix <label> <strategy> — allowed reaches everything (DNAT), stranger nothing
 check_matrix() {
     local label=$1 strategy=$2 dir=$WORK/probe.$SEQ.$RANDOM fam addr p r bad key warned
     dk_probe_many "$dir" "${MATRIX_SPECS[@]}"
-    for fam in 4 6; do
+    for fam in $FAMS; do
         [ "$fam" = 4 ] && addr=$DK_ALLOWED4 || addr=$DK_ALLOWED6
         bad=()
         for p in "${DK_PORTS[@]}"; do
@@ -171,15 +209,13 @@ check_matrix() {
         fi
         # Docker 20.10 writes no FORWARD -> DOCKER-USER jump for IPv6: the docker_user strategy
         # cannot filter IPv6 there, and the module says so in a warning
-        warned=$(jq -r '[.warnings[]? | select(test("ipv6: .*FORWARD does not jump to DOCKER-USER"))] | length' \
-            "$LAST_APPLY_RES" 2>/dev/null)
-        if [ "$fam" = 6 ] && [ "$strategy" = docker_user ] && [ "${warned:-0}" -gt 0 ]; then
+        warned=$(warned_v6)
+        if [ "$fam" = 6 ] && [ "$strategy" = docker_user ] && [ -n "$warned" ]; then
             ok "$label: stranger still reaches ${DK_PORTS[*]} over IPv6, as the module warned (Docker 20.10 has no IPv6 DOCKER-USER jump) # known limitation"
             key="$BACKEND: strategy docker_user does not filter IPv6 on Docker 20.10 (ip6tables: true): the stranger reaches the published ports over IPv6; the module warns"
             [[ " ${KNOWN[*]} " == *"$key"* ]] || KNOWN+=("$key")
         else
-            not_ok "$label: stranger reaches none of ${DK_PORTS[*]} over IPv$fam" "${bad[@]}" \
-                "$(snap | grep -E 'DFW|docker_firewall|DOCKER-USER|^\*|^===')"
+            not_ok "$label: stranger reaches none of ${DK_PORTS[*]} over IPv$fam" "${bad[@]}" "$(hooks_diag "$fam")"
         fi
     done
 }
@@ -200,26 +236,49 @@ check_egress() {
 
 # check_loops <label> <dir> — none of the stranger's continuous probes connected
 check_loops() {
-    local label=$1 dir=$2 f n=0 bad=() attempts
+    local label=$1 dir=$2 f n=0 bad=() badv4=0 attempts
     for f in "$dir"/stranger-*; do
         [ -e "$f" ] || continue
         attempts=$(wc -l <"$f")
         n=$((n + attempts))
         if grep -qv ' closed ' "$f"; then
             bad+=("$(basename "$f"): $(grep -v ' closed ' "$f" | head -3)")
+            [[ $f == *-4 ]] && badv4=$((badv4 + 1))
         fi
     done
     if [ "${#bad[@]}" -gt 0 ]; then
-        if [ "$CUR_STRATEGY" = docker_user ] && ! printf '%s\n' "${bad[@]}" | grep -qv -- '-6:'; then
-            ok "$label: stranger never connects over IPv4 ($n probes); IPv6 not filtered by docker_user on Docker 20.10 # known limitation"
+        if [ "$CUR_STRATEGY" = docker_user ] && [ "$badv4" = 0 ] && [ -n "$(warned_v6)" ]; then
+            ok "$label: stranger never connects over IPv4 ($n probes); over IPv6 it does, as the module warned (docker_user, Docker 20.10) # known limitation"
             return 0
         fi
-        not_ok "$label: stranger never connects ($n probes)" "${bad[@]}"
+        not_ok "$label: stranger never connects ($n probes)" "${bad[@]}" "$(hooks_diag 6)"
     elif [ "$n" -lt 6 ]; then
         not_ok "$label: stranger never connects (too few probes: $n)"
     else
         ok "$label: stranger never connects ($n probes over both families while it ran)"
     fi
+}
+
+# check_v6_dnat — Docker wrote a v6 DNAT rule for every published port. With iptables-legacy and
+# userland-proxy=false it may not: Docker checks "-C" before appending, and ip6tables-legacy 1.8.9
+# answers "-C ... -j DNAT" with success as soon as any DNAT rule with the same addresses/interfaces
+# exists (the port and the DNAT target are not compared), so Docker skips the other ports' IPv6 DNAT.
+# That is a Docker/iptables problem, not the module's: then the IPv6 checks are skipped (FAMS=4).
+check_v6_dnat() {
+    local n _
+    for _ in $(seq 1 20); do
+        n=$(dk_xt 6 -save -t nat 2>/dev/null | grep -c -- '-j DNAT')
+        [ "$n" -ge "${#DK_PORTS[@]}" ] && return 0
+        sleep 0.5
+    done
+    if [ "$BACKEND" = legacy ]; then
+        echo "# skip - ${T}IPv6 checks: Docker wrote IPv6 DNAT rules for only $n of ${#DK_PORTS[@]} ports (ip6tables-legacy -C reports a different DNAT rule as present, so dockerd skips the append)"
+        SKIPPED+=("$BACKEND, proxy $DK_PROXY: IPv6 probes (Docker wrote $n of ${#DK_PORTS[@]} IPv6 DNAT rules: ip6tables-legacy -C bug)")
+        FAMS=4
+        return 0
+    fi
+    not_ok "Docker wrote an IPv6 DNAT rule for every published port ($n of ${#DK_PORTS[@]})" "$(dk_xt 6 -save -t nat)"
+    return 1
 }
 
 proxy_procs() {
@@ -233,7 +292,7 @@ proxy_procs() {
 # ---------------------------------------------------------------- one strategy on a running daemon
 # strategy_cycle <strategy> <with-restart: yes|no>
 strategy_cycle() {
-    local s=$1 restart=$2 before after dir
+    local s=$1 restart=$2 before dir
     CUR_STRATEGY=$s
     T="$BACKEND, proxy $DK_PROXY, $s: "
     RULES_DIR=$(mktemp -d "$WORK/rules.XXXXXX")
@@ -261,8 +320,13 @@ strategy_cycle() {
     check_matrix "after apply" "$s"
     check_egress "after apply"
 
+    before=$(snap)
     play_changed "second run" false present "$s"
-    after=$(snap)
+    if [ "$(snap)" = "$before" ]; then
+        ok "second run leaves the ruleset identical"
+    else
+        not_ok "second run leaves the ruleset identical" "$(diff <(echo "$before") <(snap) | head -20)"
+    fi
 
     if [ "$restart" = yes ]; then
         # dockerd restart (stopped by its own PID) while the stranger probes continuously
@@ -393,6 +457,7 @@ CUR_STRATEGY=
 for BACKEND in "${BACKENDS[@]}"; do
     START=$SECONDS
     export DK_BACKEND=$BACKEND DK_PROXY=on
+    FAMS="4 6"
     T="$BACKEND: "
     rm -rf "$DK_DIR"
     if ! { dk_net_up && dk_daemon_start && dk_image && dk_containers && dk_wait_up 60 &&
@@ -430,16 +495,20 @@ for BACKEND in "${BACKENDS[@]}"; do
     DK_PROXY=off
     T="$BACKEND, proxy off: "
     dk_daemon_stop
-    if dk_daemon_start && dk_wait_up 60 && dk_wait_open "$NS_ALLOWED" allowed 30; then
+    step=start
+    if dk_daemon_start && step=containers && dk_wait_up 60 && step=reachable &&
+        { check_v6_dnat || true; } && dk_wait_open "$NS_ALLOWED" allowed 30 "$FAMS"; then
         n=$(proxy_procs)
         if [ "$n" = 0 ]; then ok "dockerd restarted with userland-proxy false: no docker-proxy runs"; else not_ok "no docker-proxy runs with userland-proxy false ($n)"; fi
         for s in "${STRATEGIES[@]}"; do strategy_cycle "$s" no; done
     else
-        not_ok "dockerd restarted with userland-proxy false" "$(tail -15 "$DK_DIR/dockerd.log")"
+        not_ok "dockerd restarted with userland-proxy false (failed at: $step)" "$(tail -5 "$DK_DIR/dockerd.log")" \
+            "$(dk_docker ps -a 2>&1)" "$(head -v "$DK_DIR"/wait-open/* 2>&1)" "$(dk_xt 4 -save -t nat 2>&1)"
     fi
 
     # simulated reboot, with Docker's default (proxy on)
     DK_PROXY=on
+    FAMS="4 6"
     for s in "${REBOOT_STRATEGIES[@]}"; do reboot_cycle "$s"; done
 
     T=""

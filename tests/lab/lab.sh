@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2119,SC2120
 # tests/lab/lab.sh — a Docker-like host built from network namespaces (sourced, bash >= 4.3).
 #
 # Topology (every namespace name carries LAB_PREFIX, so parallel or aborted runs never collide;
@@ -20,6 +20,11 @@
 #   LAYOUT=docker20|docker28
 #   LAB_PROXY=on|off       start the docker-proxy-like socat listeners on the host (default on)
 #   LAB_DOCKER=yes|no      load Docker's rules at lab_up (default yes)
+#   LAB_IPV6=nat|proxy     nat (default): Docker writes IPv6 rules (ip6tables on, IPv6 networks);
+#                          proxy: Docker writes no IPv6 NAT (docker20: ip6tables off, no IPv6 rules at
+#                          all; docker28: only its base IPv6 chains) and docker-proxy serves [::]:PORT
+#                          by forwarding to the container's IPv4 address — Docker's default for
+#                          IPv4-only networks
 #   LAB_PREFIX, LAB_DIR    per-run names / work directory (generated when unset)
 #   PROBE_TIMEOUT          seconds per probe (default 2)
 #   LAB_KEEP=1             keep LAB_DIR after lab_down (debugging)
@@ -227,7 +232,7 @@ lab_down() {
     LAB_NAMESPACES=()
     if [ -n "${LAB_DIR_CREATED:-}" ] && [ -z "${LAB_KEEP:-}" ]; then
         rm -rf "$LAB_DIR"
-        LAB_DIR= LAB_DIR_CREATED=
+        LAB_DIR='' LAB_DIR_CREATED=''
     fi
     return 0
 }
@@ -261,9 +266,11 @@ lab_proxy() {
         on)
             [ "${LAB_PROXY_STATE:-off}" = on ] && return 0
             lab_spawn proxy-8080-4 "$NS_HOST" socat TCP4-LISTEN:8080,fork,reuseaddr "TCP4:$C1_4:80"
-            lab_spawn proxy-8080-6 "$NS_HOST" socat TCP6-LISTEN:8080,fork,reuseaddr,ipv6only=1 "TCP6:[$C1_6]:80"
+            local t1="TCP6:[$C1_6]:80" t2="TCP6:[$C2_6]:443"
+            if [ "${LAB_IPV6:-nat}" = proxy ]; then t1="TCP4:$C1_4:80" t2="TCP4:$C2_4:443"; fi
+            lab_spawn proxy-8080-6 "$NS_HOST" socat TCP6-LISTEN:8080,fork,reuseaddr,ipv6only=1 "$t1"
             lab_spawn proxy-8443-4 "$NS_HOST" socat TCP4-LISTEN:8443,fork,reuseaddr "TCP4:$C2_4:443"
-            lab_spawn proxy-8443-6 "$NS_HOST" socat TCP6-LISTEN:8443,fork,reuseaddr,ipv6only=1 "TCP6:[$C2_6]:443"
+            lab_spawn proxy-8443-6 "$NS_HOST" socat TCP6-LISTEN:8443,fork,reuseaddr,ipv6only=1 "$t2"
             _lab_wait_listen "$NS_HOST" 8080 && _lab_wait_listen "$NS_HOST" 8443 || return 1
             # both families must listen
             local i
@@ -287,6 +294,10 @@ lab_proxy() {
 # iptables-save's canonical form (so each rule line can be found verbatim in iptables-save output)
 lab_docker_rules() {
     local fam=$1 layout=${2:-$LAYOUT} b=$LAB_BR2
+    if [ "$fam" = 6 ] && [ "${LAB_IPV6:-nat}" = proxy ]; then
+        _lab_docker_rules6_base "$layout"
+        return
+    fi
     local net1 net2 c1 c2 c1d c2d lo h1 h2
     if [ "$fam" = 6 ]; then
         net1=fd00:201::/64 net2=fd00:202::/64 c1=$C1_6/128 c2=$C2_6/128 lo=::1/128
@@ -400,9 +411,43 @@ EOF
     esac
 }
 
+# _lab_docker_rules6_base <layout> — IPv6 when no Docker network has IPv6: nothing at all for
+# docker20 (ip6tables off), the daemon's base chains for docker28 (ip6tables on by default)
+_lab_docker_rules6_base() {
+    [ "$1" = docker28 ] || return 0
+    cat <<EOF
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A OUTPUT ! -d ::1/128 -m addrtype --dst-type LOCAL -j DOCKER
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER - [0:0]
+:DOCKER-BRIDGE - [0:0]
+:DOCKER-CT - [0:0]
+:DOCKER-FORWARD - [0:0]
+:DOCKER-INTERNAL - [0:0]
+:DOCKER-USER - [0:0]
+-A FORWARD -j DOCKER-USER
+-A FORWARD -j DOCKER-FORWARD
+-A DOCKER-FORWARD -j DOCKER-CT
+-A DOCKER-FORWARD -j DOCKER-INTERNAL
+-A DOCKER-FORWARD -j DOCKER-BRIDGE
+COMMIT
+EOF
+}
+
 # lab_load_docker — Docker's rules into the (fresh) host namespace, one full restore per family
 lab_load_docker() {
     lab_docker_rules 4 | ipt_restore || { lab_die "loading Docker's IPv4 rules failed"; return 1; }
+    [ -n "$(lab_docker_rules 6)" ] || return 0
     lab_docker_rules 6 | ipt6_restore || { lab_die "loading Docker's IPv6 rules failed"; return 1; }
 }
 
@@ -463,6 +508,7 @@ _lab_docker_add_script() {
 lab_docker_start() {
     local fam
     for fam in 4 6; do
+        [ -n "$(lab_docker_rules "$fam")" ] || continue
         _lab_docker_remove_script "$fam" | lab_xt "$NS_HOST" "$fam" restore --noflush ||
             { lab_die "docker start (remove, IPv$fam) failed"; return 1; }
         lab_xt "$NS_HOST" "$fam" cmd -S DOCKER-USER >/dev/null 2>&1 || lab_xt "$NS_HOST" "$fam" cmd -N DOCKER-USER || return 1

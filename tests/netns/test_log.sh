@@ -29,6 +29,8 @@ attempts() {
     done
     wait "${pids[@]}" 2>/dev/null
 }
+# rate_masked — the hashlimit table name's rate tag (4 hex digits, new for every rate) as "R"
+rate_masked() { sed -E 's/(--hashlimit-name dfw-[a-z]+[46])-[0-9a-f]{4} /\1-R /'; }
 # out4 — "<log> <drop>" packet counters of IPv4 DFW-EGRESS-DENY
 out4() { echo "$(eg_log_count 4 DFW-EGRESS-DENY) $(eg_count 4 DFW-EGRESS-DENY '-j DROP')"; }
 
@@ -38,11 +40,11 @@ if t_dfw_ok "defaults: apply" "$P1"; then
     t_changed "defaults: reports changed" true
     for f in 4 6; do
         t_eq "defaults: IPv$f DFW-INGRESS-DENY is the rate-limited LOG, then DROP" \
-            "-A DFW-INGRESS-DENY -m hashlimit --hashlimit-upto 6/min --hashlimit-burst 5 --hashlimit-mode srcip,dstip,dstport --hashlimit-name dfw-in$f -m comment --comment \"docker_firewall:H\" -j LOG --log-prefix \"docker-fw in-drop \"
--A DFW-INGRESS-DENY -m comment --comment \"docker_firewall:H\" -j DROP" "$(deny_rules "$f" DFW-INGRESS-DENY)"
+            "-A DFW-INGRESS-DENY -m hashlimit --hashlimit-upto 6/min --hashlimit-burst 5 --hashlimit-mode srcip,dstip,dstport --hashlimit-name dfw-in$f-R -m comment --comment \"docker_firewall:H\" -j LOG --log-prefix \"docker-fw in-drop \"
+-A DFW-INGRESS-DENY -m comment --comment \"docker_firewall:H\" -j DROP" "$(deny_rules "$f" DFW-INGRESS-DENY | rate_masked)"
         t_eq "defaults: IPv$f DFW-EGRESS-DENY is the rate-limited LOG, then DROP" \
-            "-A DFW-EGRESS-DENY -m hashlimit --hashlimit-upto 6/min --hashlimit-burst 5 --hashlimit-mode srcip,dstip,dstport --hashlimit-name dfw-out$f -m comment --comment \"docker_firewall:H\" -j LOG --log-prefix \"docker-fw out-drop \"
--A DFW-EGRESS-DENY -m comment --comment \"docker_firewall:H\" -j DROP" "$(deny_rules "$f" DFW-EGRESS-DENY)"
+            "-A DFW-EGRESS-DENY -m hashlimit --hashlimit-upto 6/min --hashlimit-burst 5 --hashlimit-mode srcip,dstip,dstport --hashlimit-name dfw-out$f-R -m comment --comment \"docker_firewall:H\" -j LOG --log-prefix \"docker-fw out-drop \"
+-A DFW-EGRESS-DENY -m comment --comment \"docker_firewall:H\" -j DROP" "$(deny_rules "$f" DFW-EGRESS-DENY | rate_masked)"
     done
     declare -A li0 lo0
     for f in 4 6; do
@@ -135,7 +137,7 @@ if t_dfw_ok "rate 1/hour -> 10000/second: apply" "$P4"; then
     read -r l1 d1 <<<"$(out4)"
     t_eq "rate 10000/second: the kernel applies the new rate (a fresh bucket logs every dropped packet)" \
         "$((d1 - d0))" "$((l1 - l0))" \
-        "dropped $((d1 - d0)) packets, logged $((l1 - l0)): a LOG count capped at the burst (5) means the hashlimit table '--hashlimit-name dfw-out4' kept the previous rate (1/hour)"
+        "dropped $((d1 - d0)) packets, logged $((l1 - l0)): a LOG count capped at the burst (5) means the hashlimit table of the previous rate was reused (1/hour)"
 fi
 
 # ================================================================ 5. the longest prefix, in audit mode

@@ -53,6 +53,7 @@ else
     WORK_CREATED=1
 fi
 
+# shellcheck disable=SC2317  # run by the EXIT trap
 cleanup() {
     local pid ns
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
@@ -126,8 +127,8 @@ build() {
     nsx "$NS_C1" socat TCP6-LISTEN:80,fork,reuseaddr,ipv6only=1 SYSTEM:'echo c1 $SOCAT_PEERADDR' \
         >"$WORK/c1-6.log" 2>&1 </dev/null &
     PIDS+=($!)
-    local i
-    for i in $(seq 1 100); do
+
+    for _ in $(seq 1 100); do
         [ "$(nsx "$NS_C1" ss -Hltn 'sport = :80' 2>/dev/null | wc -l)" -ge 2 ] && return 0
         sleep 0.05
     done
@@ -152,7 +153,7 @@ nsx "$NS_HOST" env \
     PATH="$ROOT/.venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
     VIRTUAL_ENV="$ROOT/.venv" \
     ANSIBLE_HOME="$WORK/home" XDG_CACHE_HOME="$WORK/cache" \
-    ANSIBLE_LOCAL_TEMP="$WORK/tmp" ANSIBLE_REMOTE_TEMP="$WORK/tmp" \
+    ANSIBLE_LOCAL_TEMP="$WORK/tmp" ANSIBLE_REMOTE_TEMP="$WORK/tmp" ANSIBLE_ASYNC_DIR="$WORK/async" \
     ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 NO_COLOR=1 PY_COLORS=0 \
     LANG=C.UTF-8 LC_ALL=C.UTF-8 \
     bash -c '

@@ -1,0 +1,269 @@
+#!/usr/bin/env bash
+# tests/role/run.sh — the docker_firewall role's tests: lint, argument spec, a copy of the role in
+# another project, and molecule (scenarios default and check, through tests/role/molecule.sh).
+#
+#   bash tests/role/run.sh
+#
+# One line per step, "ok - ..." / "not ok - ..." (with the step's log as "# ..." lines on failure),
+# then "N passed, N failed". Exit status non-zero when a step failed.
+# Everything that reaches netfilter runs in a throw-away network namespace; rules files go to
+# temporary directories.
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+cd "$ROOT" || exit 1
+export PATH="$ROOT/.venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 NO_COLOR=1 PY_COLORS=0 LANG=C.UTF-8 LC_ALL=C.UTF-8
+
+WORK=$(mktemp -d /tmp/dfwrole-run.XXXXXX) || exit 1
+trap 'rm -rf "$WORK"' EXIT
+PASSED=0
+FAILED=0
+N=0
+
+# step NAME COMMAND... : run, log to a file, print ok/not ok (and the log's tail on failure)
+step() {
+    local name=$1 log rc
+    shift
+    N=$((N + 1))
+    log=$WORK/step-$N.log
+    "$@" >"$log" 2>&1 </dev/null
+    rc=$?
+    if [ "$rc" = 0 ]; then
+        echo "ok - $name"
+        PASSED=$((PASSED + 1))
+    else
+        echo "not ok - $name (exit $rc)"
+        tail -n "${DFW_ROLE_LOG_LINES:-60}" "$log" | sed 's/^/# /'
+        FAILED=$((FAILED + 1))
+    fi
+    return "$rc"
+}
+
+# ---------------------------------------------------------------- the module binary in the role
+# scripts/setup copies library/docker_firewall to roles/docker_firewall/library/docker_firewall;
+# refresh the copy here too, so the tests never run a stale binary.
+role_binary() {
+    local src=library/docker_firewall dst=roles/docker_firewall/library/docker_firewall
+    [ -x "$src" ] || { echo "$src is missing (run scripts/setup)"; return 1; }
+    if ! cmp -s "$src" "$dst"; then
+        mkdir -p "$(dirname "$dst")" && install -m 0755 "$src" "$dst.tmp" && mv -f "$dst.tmp" "$dst" || return 1
+        echo "copied $src to $dst"
+    fi
+    cmp "$src" "$dst"
+}
+
+# ---------------------------------------------------------------- lint
+shell_lint() {
+    command -v shellcheck >/dev/null 2>&1 || { echo "shellcheck not installed: skipped"; return 0; }
+    shellcheck -x -S warning tests/role/*.sh
+}
+yaml_lint() { yamllint -s roles molecule tests/role .yamllint .ansible-lint; }
+ansible_lint() { ansible-lint roles/docker_firewall molecule tests/role/example; }
+role_doc() {
+    local out
+    out=$(ansible-doc -t role -r roles docker_firewall) || return 1
+    grep -q 'docker_firewall_ingress' <<<"$out" && grep -q 'docker_firewall_install_packages' <<<"$out"
+}
+
+# ---------------------------------------------------------------- playbooks in a fresh netns
+# a project of its own: the role copied without its library/, the module in library/ beside the playbook
+make_project() {
+    local p=$WORK/project
+    mkdir -p "$p/roles" "$p/library" "$p/home" "$p/tmp" "$p/rules" &&
+        cp -r roles/docker_firewall "$p/roles/" && rm -rf "$p/roles/docker_firewall/library" &&
+        install -m 0755 library/docker_firewall "$p/library/docker_firewall" || return 1
+    cat >"$p/site.yml" <<EOF
+---
+- name: Close every published port but 8080 from 192.0.2.10
+  hosts: all
+  gather_facts: false
+  vars:
+    docker_firewall_install_packages: false
+    docker_firewall_rules_v4: $p/rules/rules.v4
+    docker_firewall_rules_v6: $p/rules/rules.v6
+    docker_firewall_ingress:
+      allow:
+        - ports: [8080]
+          sources: [192.0.2.10]
+  roles:
+    - role: docker_firewall
+EOF
+    cat >"$p/bad.yml" <<'EOF'
+---
+- name: Misspelled role input
+  hosts: all
+  gather_facts: false
+  vars:
+    docker_firewall_install_packages: false
+    docker_firewall_strategy: docker-user
+    docker_firewall_ingress:
+      allow:
+        - port: [443]
+  roles:
+    - role: docker_firewall
+EOF
+    printf '[all]\nlocalhost ansible_connection=local ansible_python_interpreter=%s\n' "$ROOT/.venv/bin/python" >"$p/hosts"
+}
+
+# in_netns DIR SCRIPT : run bash SCRIPT in DIR, in a fresh network namespace with an external interface
+# holding the default routes and a docker0 bridge (no Docker rules: the module warns and hooks anyway)
+in_netns() {
+    # shellcheck disable=SC2016  # expanded by the inner shell
+    unshare --net --fork env ANSIBLE_HOME="$1/home" ANSIBLE_LOCAL_TEMP="$1/tmp" ANSIBLE_REMOTE_TEMP="$1/tmp" \
+        bash -c '
+        set -u
+        [ "$(readlink /proc/self/ns/net)" != "$(readlink /proc/1/ns/net)" ] || exit 99
+        ip link set lo up &&
+            ip link add eth0 type veth peer name eth0-peer && ip link set eth0-peer up &&
+            ip addr add 10.204.0.2/24 dev eth0 && ip -6 addr add fd00:204::2/64 dev eth0 nodad &&
+            ip link set eth0 up &&
+            ip route add default via 10.204.0.1 && ip -6 route add default via fd00:204::1 &&
+            ip link add docker0 type bridge && ip link set docker0 up || exit 98
+        cd "$1" && eval "$2"' in-netns "$1" "$2"
+}
+
+# argument spec: bad input stops the play at the role's validation, before the module runs
+bad_input() {
+    local out rc
+    # shellcheck disable=SC2016
+    out=$(in_netns "$WORK/project" 'ansible-playbook -i hosts bad.yml; echo "rc=$?"; iptables-save; ip6tables-save')
+    echo "$out"
+    grep -q '^rc=2$' <<<"$out" &&
+        grep -q 'Validating arguments against arg spec' <<<"$out" &&
+        grep -q 'docker_firewall_strategy must be one of: docker_user, prerouting, both, got: docker-user' <<<"$out" &&
+        grep -q 'docker_firewall_ingress.allow.port. Supported parameters include' <<<"$out" &&
+        ! grep -q 'Apply the Docker firewall policy' <<<"$out" &&
+        ! grep -q 'DFW-' <<<"$out"
+}
+
+# the role copied into another project, the module in library/ beside the playbook:
+# applies, is idempotent, and check mode of a changed policy changes nothing
+portable() {
+    local out
+    # shellcheck disable=SC2016
+    out=$(in_netns "$WORK/project" '
+        ansible-playbook -i hosts site.yml > run1.log 2>&1; echo "run1=$?"
+        ansible-playbook -i hosts site.yml > run2.log 2>&1; echo "run2=$?"
+        iptables-save | sed -E "/^#/d; s/\[[0-9]+:[0-9]+\]//" > before-check.rules
+        cp rules/rules.v4 before-check.v4
+        ansible-playbook -i hosts site.yml --check --diff -e "{\"docker_firewall_ingress\": {\"allow\": [{\"ports\": [8443]}]}}" > run3.log 2>&1
+        echo "run3=$?"
+        iptables-save | sed -E "/^#/d; s/\[[0-9]+:[0-9]+\]//" > after-check.rules
+        cmp -s before-check.rules after-check.rules && echo "live=unchanged"
+        cmp -s before-check.v4 rules/rules.v4 && echo "file=unchanged"
+        for f in run1 run2 run3; do echo "=== $f"; cat "$f.log"; done')
+    echo "$out"
+    local run1 run2 run3
+    run1=$(sed -n '/^=== run1/,/^=== run2/p' <<<"$out")
+    run2=$(sed -n '/^=== run2/,/^=== run3/p' <<<"$out")
+    run3=$(sed -n '/^=== run3/,$p' <<<"$out")
+    grep -q '^run1=0$' <<<"$out" && grep -q '^run2=0$' <<<"$out" && grep -q '^run3=0$' <<<"$out" &&
+        grep -q '^live=unchanged$' <<<"$out" && grep -q '^file=unchanged$' <<<"$out" &&
+        # run 1 changed, warned that Docker is not running, and said what it did
+        grep -Eq 'localhost +: ok=[0-9]+ +changed=1 .*failed=0' <<<"$run1" &&
+        grep -q "warning: Docker's chains were not found" <<<"$run1" &&
+        grep -q '"applied: ipv4: ' <<<"$run1" &&
+        # run 2 changed nothing
+        grep -Eq 'localhost +: ok=[0-9]+ +changed=0 .*failed=0' <<<"$run2" &&
+        # run 3 (--check --diff, another port) reported the change and showed the diff
+        grep -Eq 'localhost +: ok=[0-9]+ +changed=1 .*failed=0' <<<"$run3" &&
+        grep -q '"would apply: ' <<<"$run3" &&
+        grep -q '^+++ after: ipv4 rules owned by docker_firewall' <<<"$run3" &&
+        grep -q '^+.*--ctorigdstport 8443' <<<"$run3"
+}
+
+# ---------------------------------------------------------------- the example of docs/role.md
+# tests/role/example holds the files docs/role.md shows; they must appear there verbatim
+example_in_docs() {
+    local f rc=0
+    for f in inventory.ini group_vars/docker_hosts.yml site.yml; do
+        # the file, without its YAML document start, indented by 4 or fenced, is a block of docs/role.md
+        python3 - "tests/role/example/$f" docs/role.md <<'PY' || { echo "$f is not shown verbatim in docs/role.md"; rc=1; }
+import sys
+body = open(sys.argv[1]).read()
+body = body[4:] if body.startswith("---\n") else body
+docs = open(sys.argv[2]).read()
+indented = "".join(("    " + l if l.strip() else l) for l in body.splitlines(True))
+sys.exit(0 if (body in docs or indented in docs) else 1)
+PY
+    done
+    return "$rc"
+}
+
+# the example runs as it is (the role with the module in its own library/), with the docker hosts
+# replaced by this machine (local connection, in a fresh netns) and the rules files in a temp dir
+example_runs() {
+    local p=$WORK/example out
+    mkdir -p "$p/roles" "$p/home" "$p/tmp" "$p/rules" && cp -r tests/role/example/. "$p/" &&
+        cp -r roles/docker_firewall "$p/roles/" || return 1
+    [ -x "$p/roles/docker_firewall/library/docker_firewall" ] || { echo "the role has no library/docker_firewall"; return 1; }
+    jq -n --arg py "$ROOT/.venv/bin/python" --arg r "$p/rules" '{
+        ansible_connection: "local", ansible_python_interpreter: $py, ansible_become: false,
+        docker_firewall_install_packages: false,
+        docker_firewall_rules_v4: ($r + "/rules.v4"), docker_firewall_rules_v6: ($r + "/rules.v6")}' >"$p/local.json" ||
+        return 1
+    # shellcheck disable=SC2016
+    out=$(in_netns "$p" '
+        run() { ansible-playbook -i inventory.ini site.yml --limit web1.example.com -e @local.json "$@"; }
+        run --check --diff > run1.log 2>&1; echo "run1=$?"
+        run --diff > run2.log 2>&1; echo "run2=$?"
+        run > run3.log 2>&1; echo "run3=$?"
+        echo "=== live"; iptables-save; ip6tables-save
+        for f in run1 run2 run3; do echo "=== $f"; cat "$f.log"; done')
+    echo "$out"
+    local live run1 run3
+    live=$(sed -n '/^=== live/,/^=== run1/p' <<<"$out")
+    run1=$(sed -n '/^=== run1/,/^=== run2/p' <<<"$out")
+    run3=$(sed -n '/^=== run3/,$p' <<<"$out")
+    grep -q '^run1=0$' <<<"$out" && grep -q '^run2=0$' <<<"$out" && grep -q '^run3=0$' <<<"$out" &&
+        grep -q '"would apply: ' <<<"$run1" &&
+        grep -q '^+.*-s 192.0.2.10/32 -p tcp -m conntrack --ctorigdstport 443 .*load balancers' <<<"$run1" &&
+        grep -q '^+.*-s 2001:db8:10::/64 -p tcp -m conntrack --ctorigdstport 443 .*load balancers' <<<"$run1" &&
+        grep -q '^+.*-s 198.51.100.22/32 -p tcp -m conntrack --ctorigdstport 5432 .*app servers' <<<"$run1" &&
+        grep -q -- '-A DFW-INGRESS-POLICY -s 192.0.2.11/32 -p tcp -m conntrack --ctorigdstport 443 ' <<<"$live" &&
+        grep -q -- '-A DFW-INGRESS-POLICY -s 198.51.100.21/32 -p tcp -m conntrack --ctorigdstport 5432 ' <<<"$live" &&
+        grep -Eq 'web1.example.com +: ok=[0-9]+ +changed=0 .*failed=0' <<<"$run3"
+}
+
+# ---------------------------------------------------------------- molecule
+molecule_default() { bash tests/role/molecule.sh default test; }
+molecule_check() {
+    local rc
+    bash tests/role/molecule.sh check test 2>&1 | tee "$WORK/molecule-check.log"
+    rc=${PIPESTATUS[0]}
+    [ "$rc" = 0 ] || return "$rc"
+    # the check action printed the module's diff (ansible-playbook --check --diff)
+    grep -q '^+++ after: ipv4 rules owned by docker_firewall' "$WORK/molecule-check.log" &&
+        grep -q '^+++ after: ipv6 rules owned by docker_firewall' "$WORK/molecule-check.log" &&
+        grep -q '"would apply: ' "$WORK/molecule-check.log"
+}
+
+if [ "$(id -u)" != 0 ]; then
+    echo "not ok - run as root (network namespaces)"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+
+step "role library binary (roles/docker_firewall/library/docker_firewall = library/docker_firewall)" role_binary
+step "shellcheck tests/role" shell_lint
+step "yamllint (.yamllint)" yaml_lint
+step "ansible-lint, production profile (.ansible-lint)" ansible_lint
+step "ansible-doc renders the role's argument spec" role_doc
+if step "a project with the role copied and library/ beside the playbook" make_project; then
+    step "argument spec stops misspelled role input before the module runs" bad_input
+    step "copied role: applies, idempotent, --check --diff reports and changes nothing" portable
+fi
+step "docs/role.md shows the example files verbatim (tests/role/example)" example_in_docs
+step "docs/role.md example runs: --check --diff previews, applies, idempotent" example_runs
+if [ "${DFW_ROLE_INSTALL:-0}" = 1 ]; then
+    step "package installation in a throw-away overlay of / (tests/role/install.sh)" bash tests/role/install.sh
+else
+    echo "# skipped: package installation test (DFW_ROLE_INSTALL=1 bash tests/role/run.sh; needs the Debian mirrors)"
+fi
+step "molecule test -s default (netns Docker host: converge, idempotence, real connections)" molecule_default
+step "molecule test -s check (--check --diff changes nothing, reports the change)" molecule_check
+
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" = 0 ]

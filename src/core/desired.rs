@@ -204,6 +204,13 @@ pub fn desired_state(
         .filter(|e| e.applies_to(family))
         .collect();
     let bridges = bridges_to_guard(config, facts);
+    // Docker puts its own FORWARD rules above ours on every start where it keeps no DOCKER-USER
+    // jump; mangle FORWARD runs before them and Docker never touches it.
+    let forward_table = if facts.forward_chain == DOCKER_USER {
+        "filter"
+    } else {
+        "mangle"
+    };
     let mut forward_hooks = Vec::new();
     let mut input_hooks = Vec::new();
 
@@ -220,9 +227,10 @@ pub fn desired_state(
             }
         }
         desired
-            .table_mut("filter")
+            .table_mut(forward_table)
             .chains
             .insert(INGRESS.into(), rules);
+        add_ingress_policy(&mut desired, forward_table, config, family, &allow);
         forward_hooks.push(RuleBuilder::new().jump(facts.forward_chain, INGRESS));
     }
 
@@ -269,35 +277,40 @@ pub fn desired_state(
         .insert(PROXY_GUARD.into(), guard);
     input_hooks.push(RuleBuilder::new().jump("INPUT", PROXY_GUARD));
 
-    let mut policy = allow_rules(INGRESS_POLICY, family, &allow);
-    policy.push(RuleBuilder::new().jump(INGRESS_POLICY, INGRESS_DENY));
-    let filter = desired.table_mut("filter");
-    filter.chains.insert(INGRESS_POLICY.into(), policy);
-    filter
-        .chains
-        .insert(INGRESS_DENY.into(), ingress_deny(config, family));
+    add_ingress_policy(&mut desired, "filter", config, family, &allow);
 
     if config.egress.enabled() {
         let hooks = (&mut forward_hooks, &mut input_hooks);
-        add_egress(
-            config,
-            family,
-            facts.forward_chain,
-            &bridges,
-            &mut desired,
-            hooks,
-        );
+        let forward = (forward_table, facts.forward_chain);
+        add_egress(config, family, forward, &bridges, &mut desired, hooks);
     }
-    let filter = desired.table_mut("filter");
     if !forward_hooks.is_empty() {
-        filter
+        desired
+            .table_mut(forward_table)
             .hooks
             .insert(facts.forward_chain.into(), forward_hooks);
     }
-    if !input_hooks.is_empty() {
-        filter.hooks.insert("INPUT".into(), input_hooks);
-    }
     desired
+        .table_mut("filter")
+        .hooks
+        .insert("INPUT".into(), input_hooks);
+    desired
+}
+
+/// `DFW-INGRESS-POLICY` and `DFW-INGRESS-DENY` in `table`.
+fn add_ingress_policy(
+    desired: &mut DesiredState,
+    table: &str,
+    config: &Config,
+    family: Family,
+    allow: &[&AllowEntry],
+) {
+    let mut policy = allow_rules(INGRESS_POLICY, family, allow);
+    policy.push(RuleBuilder::new().jump(INGRESS_POLICY, INGRESS_DENY));
+    let deny = ingress_deny(config, family, table == "filter");
+    let t = desired.table_mut(table);
+    t.chains.insert(INGRESS_POLICY.into(), policy);
+    t.chains.insert(INGRESS_DENY.into(), deny);
 }
 
 /// Containers may not open connections to private ranges (FORWARD, via DOCKER-USER) or to the
@@ -306,14 +319,21 @@ pub fn desired_state(
 fn add_egress(
     config: &Config,
     family: Family,
-    forward_chain: &str,
+    (forward_table, forward_chain): (&str, &str),
     bridges: &[String],
     desired: &mut DesiredState,
     (forward_hooks, input_hooks): (&mut Vec<Rule>, &mut Vec<Rule>),
 ) {
     let egress = &config.egress;
-    let filter = desired.table_mut("filter");
+    let mut deny = log_rule(config, EGRESS_DENY, "out", "out", family);
+    if config.audit {
+        deny.push(RuleBuilder::new().jump(EGRESS_DENY, "RETURN"));
+    } else {
+        deny.push(RuleBuilder::new().jump(EGRESS_DENY, "DROP"));
+    }
     if egress.deny_private {
+        let table = desired.table_mut(forward_table);
+        table.chains.insert(EGRESS_DENY.into(), deny.clone());
         let mut rules = vec![RuleBuilder::new().matching(REPLIES).jump(EGRESS, "RETURN")];
         for bridge in bridges {
             rules.push(
@@ -338,11 +358,14 @@ fn add_egress(
                     .jump(EGRESS_POLICY, EGRESS_DENY),
             );
         }
-        filter.chains.insert(EGRESS.into(), rules);
-        filter.chains.insert(EGRESS_POLICY.into(), policy);
+        let table = desired.table_mut(forward_table);
+        table.chains.insert(EGRESS.into(), rules);
+        table.chains.insert(EGRESS_POLICY.into(), policy);
         forward_hooks.push(RuleBuilder::new().jump(forward_chain, EGRESS));
     }
     if egress.deny_host {
+        let filter = desired.table_mut("filter");
+        filter.chains.insert(EGRESS_DENY.into(), deny);
         let mut rules = vec![
             RuleBuilder::new()
                 .matching(REPLIES)
@@ -372,13 +395,6 @@ fn add_egress(
         filter.chains.insert(HOST_POLICY.into(), policy);
         input_hooks.push(RuleBuilder::new().jump("INPUT", HOST_GUARD));
     }
-    let mut deny = log_rule(config, EGRESS_DENY, "out", "out", family);
-    if config.audit {
-        deny.push(RuleBuilder::new().jump(EGRESS_DENY, "RETURN"));
-    } else {
-        deny.push(RuleBuilder::new().jump(EGRESS_DENY, "DROP"));
-    }
-    filter.chains.insert(EGRESS_DENY.into(), deny);
 }
 
 fn egress_allow_rules(chain: &str, family: Family, entries: &[EgressAllow]) -> Vec<Rule> {
@@ -439,14 +455,20 @@ fn log_rule(
     ]
 }
 
-/// Log, then drop or reject (or, in audit mode, let it through).
-fn ingress_deny(config: &Config, family: Family) -> Vec<Rule> {
+/// Log, then drop or reject (or, in audit mode, let it through). REJECT exists only in the
+/// filter table; elsewhere a reject policy drops.
+fn ingress_deny(config: &Config, family: Family, can_reject: bool) -> Vec<Rule> {
     let mut rules = log_rule(config, INGRESS_DENY, "in", "in", family);
     if config.audit {
         rules.push(RuleBuilder::new().jump(INGRESS_DENY, "RETURN"));
         return rules;
     }
-    rules.extend(final_verdict(config.ingress.default, family));
+    let verdict = if can_reject {
+        config.ingress.default
+    } else {
+        Verdict::Drop
+    };
+    rules.extend(final_verdict(verdict, family));
     rules
 }
 

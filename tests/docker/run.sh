@@ -50,6 +50,7 @@ finish() {
     local k
     for k in "${KNOWN[@]}"; do echo "# known limitation seen: $k"; done
     for k in "${SKIPPED[@]}"; do echo "# skipped: $k"; done
+    [ "${DFW_E2E_KEEP:-0}" = 1 ] && [ -n "${WORK:-}" ] && echo "# keeping $WORK"
     echo "$PASSED passed, $FAILED failed"
     [ "$FAILED" = 0 ] && [ "$PASSED" -gt 0 ]
     exit $?
@@ -68,7 +69,7 @@ export DK_PREFIX=dfwe2e$$ # read by lib.sh
 
 cleanup() {
     dk_cleanup
-    if [ "${DFW_E2E_KEEP:-0}" = 1 ]; then echo "# kept $WORK"; else rm -rf "$WORK"; fi
+    [ "${DFW_E2E_KEEP:-0}" = 1 ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -442,7 +443,6 @@ reboot_cycle() {
             ;;
     esac
     play_changed "run after the reboot" false present "$s"
-    if [ "$(res .changed)" != false ]; then diag "plan: $(res -c .plan)"; fi
     play_ok "clean up (state=absent)" absent "$s" >/dev/null
     T=""
 }

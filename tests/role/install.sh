@@ -8,7 +8,8 @@
 #   bash tests/role/install.sh        (root; needs the Debian mirrors)
 #
 # Checks: --check installs nothing; a run installs iptables-persistent without prompting, with
-# autosave_v4/v6 preseeded false and no dump of the live ruleset; a second run changes nothing.
+# autosave_v4/v6 preseeded false and no dump of the live ruleset; a second run changes nothing; on a
+# host with ufw the role stops before changing anything.
 # Prints "ok - ..." / "not ok - ..." lines and "N passed, N failed".
 set -uo pipefail
 
@@ -57,9 +58,14 @@ ok "an overlay of / to install into"
 # the state of the real machine, to compare at the end
 real_before=$(dpkg-query -W -f='${db:Status-Status}' iptables-persistent 2>/dev/null; ls -d /etc/iptables 2>/dev/null)
 
-# downloads only (network: the machine's namespace; apt changes no firewall)
+# downloads only (network: the machine's namespace; apt changes no firewall); ufw into a cache
+# directory of its own, which apt's docker-clean hook (if any) does not empty. The fresh
+# update-success-stamp tells the role's apt task (cache_valid_time) not to update again offline.
 if out=$(chroot "$M" sh -c 'export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq --download-only --no-install-recommends iptables iptables-persistent netfilter-persistent' 2>&1); then
+    apt-get update -qq && apt-get install -y -qq --download-only --no-install-recommends iptables iptables-persistent netfilter-persistent &&
+    mkdir -p /var/cache/dfw-ufw/partial &&
+    apt-get install -y -qq --download-only --no-install-recommends -o Dir::Cache::archives=/var/cache/dfw-ufw/ ufw &&
+    mkdir -p /var/lib/apt/periodic && touch /var/lib/apt/periodic/update-success-stamp' 2>&1); then
     ok "packages downloaded into the overlay"
 else
     not_ok "packages downloaded into the overlay" "$out"
@@ -101,7 +107,7 @@ chroot "$M" unshare --net --fork env PATH="$ROOT/.venv/bin:/usr/sbin:/usr/bin:/s
     for args in "--check --diff" "" ""; do
         n=$((n + 1))
         # shellcheck disable=SC2086
-        ansible-playbook -i hosts site.yml $args >"run$n.log" 2>&1
+        timeout 900 ansible-playbook -i hosts site.yml $args >"run$n.log" 2>&1
         echo $? >"run$n.rc"
         dpkg-query -W -f="\${db:Status-Status}" iptables-persistent >"run$n.pkg" 2>/dev/null
     done' 2>&1
@@ -141,6 +147,31 @@ if [ "$(rc 3)" = 0 ] && grep -Eq 'localhost +: ok=[0-9]+ +changed=0 ' <<<"$(log 
     ok "second run: nothing changes (install tasks included)"
 else
     not_ok "second run: nothing changes (install tasks included) (exit $(rc 3))" "$(log 3)"
+fi
+
+# shellcheck disable=SC2016  # a dpkg-query format, not a shell expansion
+pkg_state() { chroot "$M" dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null; }
+
+# a host with ufw: the role refuses to install iptables-persistent (which would remove ufw)
+# (ufw installed from the download cache, in a fresh network namespace: its postinst changes no firewall)
+out=$(chroot "$M" unshare --net --fork env DEBIAN_FRONTEND=noninteractive sh -c '
+    apt-get install -y -qq --no-install-recommends -o Dir::Cache::archives=/var/cache/dfw-ufw/ ufw' 2>&1)
+if [ "$(pkg_state ufw)" != installed ]; then
+    not_ok "a host with ufw: set up" "$out"
+else
+    # shellcheck disable=SC2016  # expanded by the inner shell
+    out=$(chroot "$M" unshare --net --fork env PATH="$ROOT/.venv/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+        ANSIBLE_HOME="$P/home" ANSIBLE_NOCOLOR=1 LANG=C.UTF-8 LC_ALL=C.UTF-8 P="$P" sh -c '
+        ip link set lo up && ip link add eth0 type veth peer name eth0-peer && ip link set eth0-peer up &&
+            ip addr add 10.205.0.2/24 dev eth0 && ip link set eth0 up && ip route add default via 10.205.0.1 || exit 98
+        cd "$P" && timeout 900 ansible-playbook -i hosts site.yml; echo "rc=$?"; iptables-save' 2>&1)
+    if grep -q '^rc=2$' <<<"$out" && grep -q 'ufw is installed, and installing iptables-persistent would remove it' <<<"$out" &&
+        ! grep -q 'DFW-' <<<"$out" &&
+        [ "$(pkg_state ufw)" = installed ]; then
+        ok "a host with ufw: the role stops before installing or applying anything, ufw stays"
+    else
+        not_ok "a host with ufw: the role stops before installing or applying anything, ufw stays" "$out"
+    fi
 fi
 
 real_after=$(dpkg-query -W -f='${db:Status-Status}' iptables-persistent 2>/dev/null; ls -d /etc/iptables 2>/dev/null)

@@ -7,13 +7,18 @@ rewrites that namespace's iptables tables. It refuses to run in the machine's ow
   measure.py auto     --backend B --bin BIN --work DIR --size 10000 --nsources 100 --reps 5
   measure.py ansible  --backend B --bin BIN --work DIR --size 1000 --sources 10,100 --reps 3 --venv V
   measure.py startup  --bin BIN --reps 200
+  measure.py compare  --backend B --bins BIN1,BIN2 --work DIR --sizes 10000 --sources 100 --reps 7
 
 Each prints one JSON object per measurement on stdout (times in milliseconds; every sample is
-kept, the report takes medians).
+kept, the report takes medians). Every time is taken twice: wall clock (key) and CPU time, user +
+system of the process and everything it ran (key_cpu, from RUSAGE_CHILDREN). On a loaded machine
+the CPU time is the steadier figure: a run that lasts longer is preempted more, so wall-clock
+ratios between short and long runs drift with the load; CPU time does not.
 """
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -54,15 +59,43 @@ def tool(family, backend, what):
     return os.path.join(SBIN, f"{FAMILIES[family][0]}-{backend}-{what}")
 
 
+class T:
+    """A measured time: wall clock and CPU (ms). Adds up."""
+
+    def __init__(self, wall=0.0, cpu=0.0):
+        self.wall, self.cpu = wall, cpu
+
+    def __add__(self, other):
+        return T(self.wall + other.wall, self.cpu + other.cpu)
+
+
+def _children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (r.ru_utime + r.ru_stime) * 1000
+
+
 def run(argv, stdin_text=None, env=None, check=True):
-    """-> (milliseconds, stdout). stdout is captured so that its volume costs the same everywhere."""
+    """-> (T, stdout text). The clock covers spawn, the child's whole run and reading its output
+    through a pipe (as the module reads iptables-save); decoding happens after. CPU time covers the
+    child and every process it ran and waited for."""
+    data = stdin_text.encode() if stdin_text is not None else None
+    c0 = _children_cpu()
     t0 = time.perf_counter()
-    p = subprocess.run(argv, input=stdin_text, stdin=None if stdin_text is not None else subprocess.DEVNULL,
-                       capture_output=True, text=True, env=env)
-    ms = (time.perf_counter() - t0) * 1000
+    p = subprocess.run(argv, input=data, stdin=None if data is not None else subprocess.DEVNULL,
+                       capture_output=True, env=env)
+    wall = (time.perf_counter() - t0) * 1000
+    cpu = _children_cpu() - c0
     if check and p.returncode != 0:
-        die(f"{' '.join(argv)} failed ({p.returncode}): {p.stderr.strip()[:2000]}")
-    return ms, p.stdout
+        die(f"{' '.join(argv)} failed ({p.returncode}): {p.stderr.decode(errors='replace').strip()[:2000]}")
+    return T(wall, cpu), p.stdout.decode(errors="replace")
+
+
+class Rec(dict):
+    """Samples by key: key -> wall-clock ms, key_cpu -> CPU ms."""
+
+    def add(self, key, t):
+        self.setdefault(key, []).append(t.wall)
+        self.setdefault(f"{key}_cpu", []).append(t.cpu)
 
 
 class Host:
@@ -93,9 +126,9 @@ class Host:
             run([tool(family, self.backend, "restore"), "--wait"], text)
 
     def save_all(self):
-        """The no-op floor: one iptables-save per family. -> (total ms, {family: ms})"""
+        """The no-op floor: one iptables-save per family. -> (total T, {family: T})"""
         parts = {f: run([tool(f, self.backend, "save")])[0] for f in FAMILIES}
-        return sum(parts.values()), parts
+        return sum(parts.values(), T()), parts
 
     def restore_noflush(self, inputs):
         """The applying floor: the module's own restore input, one --noflush --wait per family."""
@@ -103,7 +136,7 @@ class Host:
         for family, text in inputs.items():
             if text:
                 parts[family] = run([tool(family, self.backend, "restore"), "--noflush", "--wait"], text)[0]
-        return sum(parts.values()), parts
+        return sum(parts.values(), T()), parts
 
 
 def sources(count):
@@ -140,16 +173,18 @@ class Module:
             json.dump(args, f)
 
     def run(self, expect_changed, env=None):
-        ms, out = run([self.binary, self.args_path], env=env)
+        """-> (T, result)"""
+        t, out = run([self.binary, self.args_path], env=env)
         try:
             result = json.loads(out)
         except json.JSONDecodeError:
             die(f"module printed no JSON: {out[:500]}")
         if result.get("failed"):
-            die(f"module failed: {result.get('msg')}")
+            die(f"{self.binary} failed: {result.get('msg')}")
         if result.get("changed") != expect_changed:
-            die(f"module changed={result.get('changed')}, expected {expect_changed}: {result.get('msg')}")
-        return ms, result
+            die(f"{self.binary}: changed={result.get('changed')}, expected {expect_changed}: {result.get('msg')}; "
+                f"plan: {json.dumps(result.get('plan'))[:1500]}")
+        return t, result
 
 
 def capture_restore_input(host, module, work):
@@ -190,24 +225,28 @@ def cmd_process(a):
             v4, v6 = sources(s)
             module = Module(a.bin, a.work, module_args(a.backend, a.work, v4 + v6), f"{n}.{s}")
             inputs = capture_restore_input(host, module, a.work)
-            rec = {k: [] for k in ("floor_apply", "module_apply", "module_noop", "floor_noop")}
-            parts = {k: [] for k in ("save_ipv4", "save_ipv6", "restore_ipv4", "restore_ipv6")}
-            for _ in range(a.reps):
+            rec = Rec()
+            started = time.monotonic()
+            rep = 0
+            # at least --reps rounds, more (up to 4x) while the cell has taken under --min-seconds:
+            # cheap cells get more samples, so their medians are as steady as the expensive ones'
+            while rep < a.reps or (rep < 4 * a.reps and time.monotonic() - started < a.min_seconds):
+                rep += 1
                 # interleaved, so that a burst of load from elsewhere hits module and floor alike
                 host.reset()
-                ms, p = host.restore_noflush(inputs)
-                rec["floor_apply"].append(ms)
-                for f, v in p.items():
-                    parts[f"restore_{f}"].append(v)
+                t, parts = host.restore_noflush(inputs)
+                rec.add("floor_apply", t)
+                for f, v in parts.items():
+                    rec.add(f"restore_{f}", v)
                 host.reset()
-                rec["module_apply"].append(module.run(True)[0])
-                rec["module_noop"].append(module.run(False)[0])
-                ms, p = host.save_all()
-                rec["floor_noop"].append(ms)
-                for f, v in p.items():
-                    parts[f"save_{f}"].append(v)
-            emit(kind="process", backend=a.backend, foreign=n, sources=s,
-                 restore_lines={f: t.count("\n") for f, t in inputs.items()}, **rec, **parts)
+                rec.add("module_apply", module.run(True)[0])
+                rec.add("module_noop", module.run(False)[0])
+                t, parts = host.save_all()
+                rec.add("floor_noop", t)
+                for f, v in parts.items():
+                    rec.add(f"save_{f}", v)
+            emit(kind="process", backend=a.backend, foreign=n, sources=s, samples=rep,
+                 restore_lines={f: t.count("\n") for f, t in inputs.items()}, **rec)
     host.reset()
 
 
@@ -217,18 +256,18 @@ def cmd_auto(a):
     v4, v6 = sources(a.nsources)
     fixed = Module(a.bin, a.work, module_args(a.backend, a.work, v4 + v6), "fixed")
     auto = Module(a.bin, a.work, module_args("auto", a.work, v4 + v6), "auto")
-    rec = {k: [] for k in ("auto_apply", "auto_noop", "fixed_apply", "fixed_noop", "floor_noop")}
+    rec = Rec()
     for _ in range(a.reps):
         host.reset()
-        ms, result = auto.run(True)
+        t, result = auto.run(True)
         if result.get("backend") != a.backend:
             die(f"auto chose {result.get('backend')}, the host's rules are in {a.backend}")
-        rec["auto_apply"].append(ms)
-        rec["auto_noop"].append(auto.run(False)[0])
+        rec.add("auto_apply", t)
+        rec.add("auto_noop", auto.run(False)[0])
         host.reset()
-        rec["fixed_apply"].append(fixed.run(True)[0])
-        rec["fixed_noop"].append(fixed.run(False)[0])
-        rec["floor_noop"].append(host.save_all()[0])
+        rec.add("fixed_apply", fixed.run(True)[0])
+        rec.add("fixed_noop", fixed.run(False)[0])
+        rec.add("floor_noop", host.save_all()[0])
     emit(kind="auto", backend=a.backend, foreign=a.size, sources=a.nsources, **rec)
     host.reset()
 
@@ -246,8 +285,9 @@ remote_tmp = {work}/ansible-remote
 PLAY_EMPTY = """- hosts: all
   gather_facts: false
   tasks:
-    - name: nothing
-      ansible.builtin.meta: noop
+    - name: nothing (an action plugin, runs no module on the host)
+      ansible.builtin.debug:
+        msg: start-up only
 """
 
 PLAY_MODULE = """- hosts: all
@@ -323,9 +363,12 @@ def cmd_ansible(a):
         plays[name] = os.path.join(adir, f"{name}.yml")
         with open(plays[name], "w") as f:
             f.write(text)
+    times_file = os.path.join(adir, "task-times.json")
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(adir, "ansible.cfg"), ANSIBLE_LIBRARY=lib,
                PATH=binp + ":" + os.path.join(a.venv, "bin") + ":" + os.environ.get("PATH", ""),
-               ANSIBLE_FORCE_COLOR="0", PYTHONDONTWRITEBYTECODE="1")
+               ANSIBLE_CALLBACK_PLUGINS=os.path.join(HERE, "callback_plugins"),
+               ANSIBLE_CALLBACKS_ENABLED="dfwbench_timer", DFWBENCH_TIMES=times_file,
+               ANSIBLE_FORCE_COLOR="0")
 
     def playbook(play, s):
         v4, _ = sources(s)
@@ -334,38 +377,72 @@ def cmd_ansible(a):
             json.dump({"sources": v4, "backend": a.backend, "work": adir}, f)
         argv = [os.path.join(a.venv, "bin", "ansible-playbook"), "-i", "localhost,", "-c", "local",
                 "-e", f"@{varfile}", plays[play]]
-        ms, out = run(argv, env=env)
+        if os.path.exists(times_file):
+            os.remove(times_file)
+        t, out = run(argv, env=env)
         if "failed=0" not in out:
             die(f"ansible-playbook {play} failed:\n{out[-3000:]}")
-        return ms, out
+        with open(times_file) as f:
+            task_ms = sum(x["ms"] for x in json.load(f))
+        return t, task_ms
 
     def docker_user_rules():
         _, out = run([tool("ipv4", a.backend, "save"), "-t", "filter"])
         return [line for line in out.splitlines() if line.startswith("-A DOCKER-USER ")]
 
     for s in a.sources:
-        rec = {k: [] for k in ("empty", "module_apply", "module_noop", "looped_apply", "looped_noop")}
+        rec = Rec()
+
+        def timed(key, play):
+            t, task = playbook(play, s)
+            rec.add(key, t)
+            rec.setdefault(f"{key}_task", []).append(task)
+
         for rep in range(a.reps):
-            rec["empty"].append(playbook("empty", s)[0])
+            timed("empty", "empty")
             host.reset()
-            rec["module_apply"].append(playbook("module", s)[0])
-            rec["module_noop"].append(playbook("module", s)[0])
+            timed("module_apply", "module")
+            timed("module_noop", "module")
             host.reset()
-            rec["looped_apply"].append(playbook("looped", s)[0])
+            timed("looped_apply", "looped")
             if rep == 0:
                 got = len(docker_user_rules())
                 if got != s + 2:  # s RETURNs + DROP + Docker's own RETURN
                     die(f"looped iptables left {got} rules in DOCKER-USER, expected {s + 2}")
-            if rep < a.noop_reps:
-                rec["looped_noop"].append(playbook("looped", s)[0])
+            if rep < a.looped_noop_reps:
+                timed("looped_noop", "looped")
         emit(kind="ansible", backend=a.backend, foreign=a.size, sources=s, **rec)
+    host.reset()
+
+
+def cmd_compare(a):
+    """The same cells for several binaries (e.g. before/after a change), interleaved run by run."""
+    host = Host(a.backend, a.work)
+    for n in a.sizes:
+        host.load_baseline(n)
+        for s in a.sources:
+            v4, v6 = sources(s)
+            args = module_args(a.backend, a.work, v4 + v6)
+            mods = [(b, Module(b, a.work, args, f"cmp{i}.{n}.{s}")) for i, b in enumerate(a.bins)]
+            rec = {b: Rec() for b in a.bins}
+            floor = Rec()
+            inputs = capture_restore_input(host, mods[0][1], a.work)
+            for _ in range(a.reps):
+                for b, m in mods:
+                    host.reset()
+                    rec[b].add("apply", m.run(True)[0])
+                    rec[b].add("noop", m.run(False)[0])
+                floor.add("noop", host.save_all()[0])
+                host.reset()
+                floor.add("apply", host.restore_noflush(inputs)[0])
+            emit(kind="compare", backend=a.backend, foreign=n, sources=s, bins=rec, floor=floor)
     host.reset()
 
 
 def cmd_startup(a):
     for argv, key in (([a.bin, "--version"], "version"), (["/bin/true"], "true")):
         samples = [run(argv)[0] for _ in range(a.reps)]
-        emit(kind="startup", what=key, samples=samples)
+        emit(kind="startup", what=key, samples=[t.wall for t in samples], cpu=[t.cpu for t in samples])
     emit(kind="size", bytes=os.path.getsize(a.bin))
 
 
@@ -373,16 +450,20 @@ def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
     ints = lambda s: [int(x) for x in s.split(",")]  # noqa: E731
-    for name in ("process", "auto", "ansible", "startup"):
+    for name in ("process", "auto", "ansible", "startup", "compare"):
         q = sub.add_parser(name)
-        q.add_argument("--bin", required=True)
+        if name == "compare":
+            q.add_argument("--bins", type=lambda v: v.split(","), required=True)
+        else:
+            q.add_argument("--bin", required=True)
         q.add_argument("--reps", type=int, default=5)
         if name != "startup":
             q.add_argument("--backend", required=True, choices=["legacy", "nft"])
             q.add_argument("--work", required=True)
-        if name == "process":
+        if name in ("process", "compare"):
             q.add_argument("--sizes", type=ints, default=[100, 1000, 10000])
             q.add_argument("--sources", type=ints, default=[10, 100, 1000])
+            q.add_argument("--min-seconds", type=float, default=4.0)  # process only
         if name == "auto":
             q.add_argument("--size", type=int, default=10000)
             q.add_argument("--nsources", type=int, default=100)
@@ -390,12 +471,14 @@ def main():
             q.add_argument("--size", type=int, default=1000)
             q.add_argument("--sources", type=ints, default=[10, 100])
             q.add_argument("--venv", required=True)
-            q.add_argument("--noop-reps", type=int, default=1)
+            q.add_argument("--looped-noop-reps", type=int, default=0,
+                           help="also time a second (converged) looped run this many times; slow")
     a = p.parse_args()
     if a.cmd != "startup":
         ensure_private_netns()
         os.makedirs(a.work, exist_ok=True)
-    {"process": cmd_process, "auto": cmd_auto, "ansible": cmd_ansible, "startup": cmd_startup}[a.cmd](a)
+    {"process": cmd_process, "auto": cmd_auto, "ansible": cmd_ansible, "startup": cmd_startup,
+     "compare": cmd_compare}[a.cmd](a)
 
 
 if __name__ == "__main__":

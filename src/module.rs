@@ -375,11 +375,24 @@ fn apply(runs: &mut [FamilyRun], system: &dyn System, backend: Backend) -> Resul
     }
     for &index in &applied {
         let family = runs[index].family;
+        // Read back only the tables the plan wrote; the others are as read before the run.
         let read_back = (|| -> Result<LiveState> {
-            let text = system.save(family, backend)?;
-            Ok(LiveState::from_ruleset(&parse_saved(
-                &text, family, backend,
-            )?))
+            let mut after = runs[index].live.clone();
+            for t in &runs[index].plan.tables {
+                let text = system.save_table(family, backend, &t.table)?;
+                let parsed = parse_saved(&text, family, backend)?;
+                let single = Ruleset {
+                    tables: parsed
+                        .tables
+                        .into_iter()
+                        .filter(|x| x.name == t.table)
+                        .collect(),
+                };
+                let live = LiveState::from_ruleset(&single);
+                after.tables.remove(&t.table);
+                after.tables.extend(live.tables);
+            }
+            Ok(after)
         })();
         let verdict = read_back.and_then(|after| {
             let left = plan(&after, &runs[index].desired);

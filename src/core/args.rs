@@ -397,6 +397,7 @@ fn allow_entry(v: &Value, field: &str) -> Result<AllowEntry> {
     let ports = ports(get("ports"), field)?;
     let proto = proto(get("proto"), field)?;
     let mut sources = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     if let Some(s) = get("sources") {
         let items = list(s, &format!("{field}.sources"))?;
         if items.is_empty() {
@@ -407,7 +408,7 @@ fn allow_entry(v: &Value, field: &str) -> Result<AllowEntry> {
         }
         for (i, item) in items.iter().enumerate() {
             let net = network(item, &format!("{field}.sources[{i}]"))?;
-            if !sources.contains(&net) {
+            if seen.insert(net) {
                 sources.push(net);
             }
         }

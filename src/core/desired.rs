@@ -124,13 +124,12 @@ fn published_ports(ruleset: &Ruleset) -> Vec<PublishedPort> {
             continue;
         }
         if let (Some(proto), Some(port)) = (flag_value(&args, "-p"), flag_value(&args, "--dport")) {
-            let published = PublishedPort { proto, port };
-            if !ports.contains(&published) {
-                ports.push(published);
-            }
+            ports.push(PublishedPort { proto, port });
         }
     }
+    // sort + dedup: contains() per rule was quadratic in the published ports
     ports.sort();
+    ports.dedup();
     ports
 }
 

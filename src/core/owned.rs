@@ -100,7 +100,11 @@ impl LiveState {
                     });
                 } else {
                     *live.foreign_rules.entry(rule.chain.clone()).or_default() += 1;
-                    if let Some(t) = target(&rule.spec) {
+                    // Only DOCKER-USER is ever looked up (plan.rs removes it when we created it and nothing
+                    // jumps to it): skip splitting every other rule.
+                    if rule.spec.contains("DOCKER-USER")
+                        && let Some(t) = target(&rule.spec)
+                    {
                         live.foreign_targets.insert(t);
                     }
                 }

@@ -148,6 +148,16 @@ pub fn quote(value: &str) -> String {
 
 /// The hash in a rule's tag comment, if the rule carries our tag.
 pub fn tag_hash(spec: &str) -> Option<String> {
+    // Most rules are foreign: skip splitting them into arguments when the tag is not there.
+    let at = spec.find(TAG)?;
+    // Ours: the tag opens the comment (quoted, as iptables-save prints it): read the hash in place.
+    if spec[..at].ends_with("--comment \"") {
+        let rest = &spec[at + TAG.len()..];
+        let end = rest.find([' ', '"', '\\']).unwrap_or(rest.len());
+        if rest[end..].starts_with([' ', '"']) {
+            return Some(rest[..end].to_string());
+        }
+    }
     super::save::comments(spec).into_iter().find_map(|c| {
         c.strip_prefix(TAG)
             .map(|rest| rest.split(' ').next().unwrap_or("").to_string())

@@ -35,6 +35,16 @@ pub trait System {
     /// The backend the plain `iptables` command uses, if it is installed.
     fn default_backend(&self) -> Option<Backend>;
     fn save(&self, family: Family, backend: Backend) -> Result<String, CommandError>;
+    /// One table in iptables-save format. The default reads everything (the caller picks the table).
+    fn save_table(
+        &self,
+        family: Family,
+        backend: Backend,
+        table: &str,
+    ) -> Result<String, CommandError> {
+        let _ = table;
+        self.save(family, backend)
+    }
     /// `iptables-restore --noflush --wait` with `input` on stdin.
     fn restore(&self, family: Family, backend: Backend, input: &str) -> Result<(), CommandError>;
     /// `nft list tables`, when nft is installed (to recognise Docker's nftables backend).

@@ -94,7 +94,9 @@ fn run(program: &Path, args: &[&str], input: Option<&str>) -> Result<String, Com
     if !output.status.success() {
         return Err(failed(output.status.to_string(), stderr));
     }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    // iptables-save output is ASCII: take the bytes as they are (from_utf8_lossy copies them).
+    Ok(String::from_utf8(output.stdout)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
 fn missing(family: Family, backend: Backend, what: &str) -> CommandError {
@@ -103,6 +105,25 @@ fn missing(family: Family, backend: Backend, what: &str) -> CommandError {
         status: "not found".into(),
         stderr: String::new(),
     }
+}
+
+/// `iptables -S` output (`-P`, `-N`, `-A` lines) as an iptables-save table.
+fn listing_as_save(table: &str, listing: &str) -> String {
+    let mut out = format!("*{table}\n");
+    for line in listing.lines() {
+        if let Some(rest) = line.strip_prefix("-P ") {
+            let mut parts = rest.split_whitespace();
+            let (chain, policy) = (parts.next().unwrap_or(""), parts.next().unwrap_or("-"));
+            out.push_str(&format!(":{chain} {policy} [0:0]\n"));
+        } else if let Some(chain) = line.strip_prefix("-N ") {
+            out.push_str(&format!(":{} - [0:0]\n", chain.trim()));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out.push_str("COMMIT\n");
+    out
 }
 
 impl System for RealSystem {
@@ -118,6 +139,26 @@ impl System for RealSystem {
         let program =
             tool(family, backend, "save").ok_or_else(|| missing(family, backend, "save"))?;
         run(&program, &[], None)
+    }
+
+    /// `iptables-<backend> -w -t TABLE -S`, rewritten into iptables-save format: with nft this reads
+    /// only that table (iptables-nft-save -t still fetches every table). Falls back to a full save
+    /// where the backend's own `iptables` command is not installed under its backend name.
+    fn save_table(
+        &self,
+        family: Family,
+        backend: Backend,
+        table: &str,
+    ) -> Result<String, CommandError> {
+        let base = match family {
+            Family::Ipv4 => "iptables",
+            Family::Ipv6 => "ip6tables",
+        };
+        let Some(program) = find_program(&format!("{base}-{}", backend.name())) else {
+            return self.save(family, backend);
+        };
+        let text = run(&program, &["-w", "-t", table, "-S"], None)?;
+        Ok(listing_as_save(table, &text))
     }
 
     fn restore(&self, family: Family, backend: Backend, input: &str) -> Result<(), CommandError> {
@@ -200,5 +241,20 @@ impl System for RealSystem {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listing_as_save;
+
+    #[test]
+    fn a_listing_reads_as_a_saved_table() {
+        let listing =
+            "-P INPUT ACCEPT\n-P FORWARD DROP\n-N DOCKER-USER\n-A FORWARD -j DOCKER-USER\n";
+        assert_eq!(
+            listing_as_save("filter", listing),
+            "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:DOCKER-USER - [0:0]\n-A FORWARD -j DOCKER-USER\nCOMMIT\n"
+        );
     }
 }

@@ -78,7 +78,10 @@ if t_dfw_ok "no Docker yet: docker_user apply" '{"strategy":"docker_user"}'; the
     mapfile -t P < <(reach_specs allowed dnat; reach_specs denied closed; outbound_specs)
     T_PRE="docker_user set up before Docker started: " expect_probes "${P[@]}"
     if t_dfw_ok "no Docker yet: run after Docker started" '{"strategy":"docker_user"}'; then
-        t_changed "no Docker yet: run after Docker started reports changed=false" false
+        # the docker-proxy guard learns the ports Docker now publishes
+        t_changed "no Docker yet: run after Docker started reports changed=true" true
+        t_dfw_ok "no Docker yet: one more run" '{"strategy":"docker_user"}' &&
+            t_changed "no Docker yet: one more run reports changed=false" false
     fi
 fi
 

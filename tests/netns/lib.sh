@@ -290,3 +290,17 @@ outbound_specs() {
     echo "c2 v4 -> net|$NS_C2|$NET4|$NET_PORT|open"
     echo "c2 v6 -> net|$NS_C2|$NET6|$NET_PORT|open"
 }
+
+# publish_9090_like_docker — what Docker does when a container publishes host 9090 -> c1:80 after
+# the module ran: nat DNAT + filter ACCEPT, both families, plus docker-proxy's listeners
+publish_9090_like_docker() {
+    local fam c1 d
+    for fam in 4 6; do
+        if [ "$fam" = 6 ]; then c1=$C1_6/128 d="[$C1_6]"; else c1=$C1_4/32 d=$C1_4; fi
+        ipt_fam "$fam" -t nat -A DOCKER ! -i docker0 -p tcp -m tcp --dport 9090 -j DNAT --to-destination "$d:80"
+        ipt_fam "$fam" -I DOCKER 1 -d "$c1" ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
+    done
+    lab_spawn proxy-9090-4 "$NS_HOST" socat TCP4-LISTEN:9090,fork,reuseaddr "TCP4:$C1_4:80"
+    lab_spawn proxy-9090-6 "$NS_HOST" socat TCP6-LISTEN:9090,fork,reuseaddr,ipv6only=1 "TCP6:[$C1_6]:80"
+    sleep 0.3
+}

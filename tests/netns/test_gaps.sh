@@ -76,14 +76,7 @@ fi
 t_lab_reset
 new_rules_dir
 if t_dfw_ok "both, new port: apply" '{"strategy":"both"}'; then
-    for fam in 4 6; do
-        if [ "$fam" = 6 ]; then c1=$C1_6/128 d="[$C1_6]"; else c1=$C1_4/32 d=$C1_4; fi
-        ipt_fam "$fam" -t nat -A DOCKER ! -i docker0 -p tcp -m tcp --dport 9090 -j DNAT --to-destination "$d:80"
-        ipt_fam "$fam" -I DOCKER 1 -d "$c1" ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
-    done
-    lab_spawn proxy-9090-4 "$NS_HOST" socat TCP4-LISTEN:9090,fork,reuseaddr "TCP4:$C1_4:80"
-    lab_spawn proxy-9090-6 "$NS_HOST" socat TCP6-LISTEN:9090,fork,reuseaddr,ipv6only=1 "TCP6:[$C1_6]:80"
-    sleep 0.3
+    publish_9090_like_docker
     mapfile -t P < <(reach_specs denied closed 9090)
     T_PRE="both, port published after the run: " expect_probes "${P[@]}"
 fi

@@ -139,22 +139,11 @@ fi
 LAB_BR2=$saved_br2
 
 # --- a port Docker publishes after the run
-publish_9090() { # nat DNAT + filter ACCEPT for host 9090 -> c1:80, both families, plus its proxy
-    local fam c1 d
-    for fam in 4 6; do
-        if [ "$fam" = 6 ]; then c1=$C1_6/128 d="[$C1_6]"; else c1=$C1_4/32 d=$C1_4; fi
-        ipt_fam "$fam" -t nat -A DOCKER ! -i docker0 -p tcp -m tcp --dport 9090 -j DNAT --to-destination "$d:80"
-        ipt_fam "$fam" -I DOCKER 1 -d "$c1" ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
-    done
-    lab_spawn proxy-9090-4 "$NS_HOST" socat TCP4-LISTEN:9090,fork,reuseaddr "TCP4:$C1_4:80"
-    lab_spawn proxy-9090-6 "$NS_HOST" socat TCP6-LISTEN:9090,fork,reuseaddr,ipv6only=1 "TCP6:[$C1_6]:80"
-    sleep 0.3
-}
 for strategy in docker_user prerouting; do
     t_lab_reset
     new_rules_dir
     t_dfw_ok "$strategy, new port: apply" "{\"strategy\":\"$strategy\"}" || continue
-    publish_9090
+    publish_9090_like_docker
     if [ "$strategy" = docker_user ]; then
         mapfile -t P < <(reach_specs denied closed 9090)
         T_PRE="$strategy, port published after the run: " expect_probes "${P[@]}"

@@ -2,7 +2,8 @@
 //! Chain layout (see docs/design.md):
 //!
 //! * filter `DOCKER-USER` -> `DFW-INGRESS`: replies pass, traffic from an external interface to a
-//!   Docker bridge goes to `DFW-INGRESS-POLICY` (allow entries RETURN, the rest is dropped).
+//!   Docker bridge goes to `DFW-INGRESS-POLICY` (allow entries RETURN, the rest is dropped). Where
+//!   Docker keeps no DOCKER-USER jump, the same chains hang from mangle `FORWARD` instead.
 //! * nat `PREROUTING` -> `DFW-GATE` (Docker's published ports) -> `DFW-GATE-POLICY`: allowed
 //!   traffic RETURNs and goes on to Docker's DNAT; the rest is ACCEPTed in nat, i.e. never DNAT-ed.
 //! * filter `INPUT` -> `DFW-PROXY-GUARD`: what is not DNAT-ed (refused by the gate, or IPv6 where

@@ -135,9 +135,10 @@ if t_dfw_ok "rate 1/hour -> 10000/second: apply" "$P4"; then
     read -r l0 d0 <<<"$(out4)"
     attempts 8 "$NS_C3" "$SVC4B" 5432
     read -r l1 d1 <<<"$(out4)"
-    t_eq "rate 10000/second: the kernel applies the new rate (a fresh bucket logs every dropped packet)" \
-        "$((d1 - d0))" "$((l1 - l0))" \
-        "dropped $((d1 - d0)) packets, logged $((l1 - l0)): a LOG count capped at the burst (5) means the hashlimit table of the previous rate was reused (1/hour)"
+    # The old table (1/hour) would cap the count at its burst of 5; at 10000/s a packet is only
+    # refused when two arrive within 0.1 ms, which parallel attempts can do on a loaded machine.
+    check "rate 10000/second: the kernel applies the new rate (logged $((l1 - l0)) of $((d1 - d0)) dropped; the old 1/hour table would stop at 5)" \
+        test "$((d1 - d0))" -gt 5 -a "$((l1 - l0))" -gt 5
 fi
 
 # ================================================================ 5. the longest prefix, in audit mode

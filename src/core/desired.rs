@@ -17,7 +17,7 @@
 use super::owned::DesiredState;
 use super::policy::{AllowEntry, Config, EgressAllow, Family, State, Verdict};
 use super::rule::{Rule, RuleBuilder, quote};
-use super::save::{Ruleset, split_args};
+use super::save::{Ruleset, option_value, split_args, target};
 
 pub const INGRESS: &str = "DFW-INGRESS";
 pub const INGRESS_POLICY: &str = "DFW-INGRESS-POLICY";
@@ -94,10 +94,6 @@ impl DockerFacts {
     }
 }
 
-fn flag_value(args: &[String], flag: &str) -> Option<String> {
-    args.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone())
-}
-
 /// `DOCKER-USER`, unless Docker's filter chains exist and FORWARD does not jump to DOCKER-USER.
 fn forward_chain(ruleset: &Ruleset) -> &'static str {
     let Some(filter) = ruleset.table("filter") else {
@@ -105,7 +101,7 @@ fn forward_chain(ruleset: &Ruleset) -> &'static str {
     };
     let jumps_to_docker_user = filter
         .rules_of("FORWARD")
-        .any(|r| flag_value(&split_args(&r.spec), "-j").as_deref() == Some(DOCKER_USER));
+        .any(|r| target(&r.spec).as_deref() == Some(DOCKER_USER));
     if filter.has_chain("DOCKER") && !jumps_to_docker_user {
         "FORWARD"
     } else {
@@ -121,10 +117,13 @@ fn published_ports(ruleset: &Ruleset) -> Vec<PublishedPort> {
     };
     for rule in nat.rules_of("DOCKER") {
         let args = split_args(&rule.spec);
-        if flag_value(&args, "-j").as_deref() != Some("DNAT") {
+        if option_value(&args, &["-j"]).as_deref() != Some("DNAT") {
             continue;
         }
-        if let (Some(proto), Some(port)) = (flag_value(&args, "-p"), flag_value(&args, "--dport")) {
+        if let (Some(proto), Some(port)) = (
+            option_value(&args, &["-p"]),
+            option_value(&args, &["--dport"]),
+        ) {
             ports.push(PublishedPort { proto, port });
         }
     }
@@ -147,10 +146,10 @@ fn docker_bridges(ruleset: &Ruleset) -> Vec<String> {
         }
         let args = split_args(&rule.spec);
         let negated = args.iter().any(|a| a == "!");
-        if negated || flag_value(&args, "-j").as_deref() != Some("DOCKER") {
+        if negated || option_value(&args, &["-j"]).as_deref() != Some("DOCKER") {
             continue;
         }
-        if let Some(bridge) = flag_value(&args, "-o")
+        if let Some(bridge) = option_value(&args, &["-o"])
             && !bridges.contains(&bridge)
         {
             bridges.push(bridge);

@@ -168,12 +168,16 @@ pub fn comments(spec: &str) -> Vec<String> {
         .collect()
 }
 
+/// The value after the first of `flags` in split arguments (`-p tcp` gives `tcp`).
+pub fn option_value(args: &[String], flags: &[&str]) -> Option<String> {
+    args.windows(2)
+        .find(|w| flags.contains(&w[0].as_str()))
+        .map(|w| w[1].clone())
+}
+
 /// The jump target of a rule (`-j X` or `-g X`), if any.
 pub fn target(spec: &str) -> Option<String> {
-    let args = split_args(spec);
-    args.windows(2)
-        .find(|w| w[0] == "-j" || w[0] == "-g" || w[0] == "--jump" || w[0] == "--goto")
-        .map(|w| w[1].clone())
+    option_value(&split_args(spec), &["-j", "-g", "--jump", "--goto"])
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use super::{CommandError, System};
 use crate::core::owned::builtin_chains;
 use crate::core::policy::{Backend, Family};
-use crate::core::save::{parse_save, split_args};
+use crate::core::save::{parse_save, split_args, target};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -127,11 +127,7 @@ impl Netfilter {
                         ("-I", _) => (1, spec),
                         _ => (usize::MAX, spec),
                     };
-                    let args = split_args(&spec);
-                    if let Some(target) = args
-                        .windows(2)
-                        .find(|w| w[0] == "-j" || w[0] == "-g")
-                        .map(|w| w[1].clone())
+                    if let Some(target) = target(&spec)
                         && target.starts_with(|c: char| c.is_ascii_uppercase())
                         && target.contains('-')
                         && !STANDARD_TARGETS.contains(&target.as_str())
@@ -184,11 +180,10 @@ impl Netfilter {
                     if table.rules.iter().any(|(c, _)| *c == chain) {
                         return Err(fail("chain is not empty"));
                     }
-                    let used = table.rules.iter().any(|(_, s)| {
-                        split_args(s)
-                            .windows(2)
-                            .any(|w| (w[0] == "-j" || w[0] == "-g") && w[1] == chain)
-                    });
+                    let used = table
+                        .rules
+                        .iter()
+                        .any(|(_, s)| target(s).as_deref() == Some(chain.as_str()));
                     if used {
                         return Err(fail("chain is in use"));
                     }

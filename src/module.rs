@@ -123,7 +123,7 @@ fn has_docker_chains(ruleset: &Ruleset) -> bool {
         .any(|t| DOCKER_CHAINS.iter().any(|c| t.has_chain(c)))
 }
 
-fn parse_saved(text: &str, family: Family, backend: Backend) -> Result<Ruleset> {
+fn parse_saved(text: &str, family: Family, backend: Backend) -> Result<Ruleset<'_>> {
     if let Some(note) = incompatible_table_note(text) {
         bail!(
             "{}-{}-save cannot show this host's ruleset faithfully ({}): native nftables rules \
@@ -150,8 +150,8 @@ fn iptables_name(family: Family) -> &'static str {
     }
 }
 
-/// The backend to use, and the IPv4 ruleset already read while choosing it.
-fn choose_backend(config: &Config, system: &dyn System) -> Result<(Backend, Option<Ruleset>)> {
+/// The backend to use, and the IPv4 save text already read while choosing it.
+fn choose_backend(config: &Config, system: &dyn System) -> Result<(Backend, Option<String>)> {
     if let BackendChoice::Fixed(backend) = config.backend {
         if !config
             .families
@@ -165,20 +165,19 @@ fn choose_backend(config: &Config, system: &dyn System) -> Result<(Backend, Opti
         }
         return Ok((backend, None));
     }
-    let mut best: Option<(Backend, usize, Ruleset)> = None;
+    let mut best: Option<(Backend, usize, String)> = None;
     for backend in [Backend::Nft, Backend::Legacy] {
         if !system.has_tools(Family::Ipv4, backend) {
             continue;
         }
         let text = system.save(Family::Ipv4, backend)?;
-        let ruleset = parse_saved(&text, Family::Ipv4, backend)?;
-        let weight = docker_weight(&ruleset);
+        let weight = docker_weight(&parse_saved(&text, Family::Ipv4, backend)?);
         if weight > 0 && best.as_ref().is_none_or(|(_, w, _)| weight > *w) {
-            best = Some((backend, weight, ruleset));
+            best = Some((backend, weight, text));
         }
     }
-    if let Some((backend, _, ruleset)) = best {
-        return Ok((backend, Some(ruleset)));
+    if let Some((backend, _, text)) = best {
+        return Ok((backend, Some(text)));
     }
     let fallback = system
         .default_backend()
@@ -225,9 +224,9 @@ pub fn run(config: &Config, system: &dyn System) -> Result<Report> {
              name the interfaces where outside traffic enters"
         );
     }
-    let (backend, mut first_ruleset) = choose_backend(config, system)?;
+    let (backend, mut first_text) = choose_backend(config, system)?;
 
-    let mut rulesets: Vec<(Family, Ruleset)> = Vec::new();
+    let mut texts: Vec<(Family, String)> = Vec::new();
     for &family in &config.families {
         if !system.has_tools(family, backend) {
             if family == Family::Ipv6 {
@@ -242,15 +241,16 @@ pub fn run(config: &Config, system: &dyn System) -> Result<Report> {
                 backend.name()
             );
         }
-        let ruleset = match (family, first_ruleset.take()) {
-            (Family::Ipv4, Some(ruleset)) => ruleset,
-            _ => {
-                let text = system.save(family, backend)?;
-                parse_saved(&text, family, backend)?
-            }
+        let text = match (family, first_text.take()) {
+            (Family::Ipv4, Some(text)) => text,
+            _ => system.save(family, backend)?,
         };
-        rulesets.push((family, ruleset));
+        texts.push((family, text));
     }
+    let rulesets = texts
+        .iter()
+        .map(|(family, text)| Ok((*family, parse_saved(text, *family, backend)?)))
+        .collect::<Result<Vec<_>>>()?;
     let saw_docker = rulesets.iter().any(|(_, r)| has_docker_chains(r));
     let facts: Vec<DockerFacts> = rulesets.iter().map(|(_, r)| DockerFacts::read(r)).collect();
     if config.state == State::Present && config.audit && !config.log.enabled {

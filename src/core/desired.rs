@@ -101,7 +101,7 @@ fn forward_chain(ruleset: &Ruleset) -> &'static str {
     };
     let jumps_to_docker_user = filter
         .rules_of("FORWARD")
-        .any(|r| target(&r.spec).as_deref() == Some(DOCKER_USER));
+        .any(|r| target(r.spec).as_deref() == Some(DOCKER_USER));
     if filter.has_chain("DOCKER") && !jumps_to_docker_user {
         "FORWARD"
     } else {
@@ -116,7 +116,7 @@ fn published_ports(ruleset: &Ruleset) -> Vec<PublishedPort> {
         return ports;
     };
     for rule in nat.rules_of("DOCKER") {
-        let args = split_args(&rule.spec);
+        let args = split_args(rule.spec);
         if option_value(&args, &["-j"]).as_deref() != Some("DNAT") {
             continue;
         }
@@ -144,7 +144,7 @@ fn docker_bridges(ruleset: &Ruleset) -> Vec<String> {
         if rule.chain != "FORWARD" && rule.chain != "DOCKER-BRIDGE" {
             continue;
         }
-        let args = split_args(&rule.spec);
+        let args = split_args(rule.spec);
         let negated = args.iter().any(|a| a == "!");
         if negated || option_value(&args, &["-j"]).as_deref() != Some("DOCKER") {
             continue;
@@ -511,36 +511,47 @@ fn allow_rules(chain: &str, family: Family, entries: &[&AllowEntry]) -> Vec<Rule
                 .map(|s| Some(s.to_string()))
                 .collect()
         };
-        let ports: Vec<Option<String>> = if entry.ports.is_empty() {
-            vec![None]
+        // The conntrack match of each port, built once for all sources.
+        let destination = entry.destination.map(|d| d.to_string());
+        let matches: Vec<Option<String>> = if entry.ports.is_empty() {
+            vec![destination.as_deref().map(|d| ctorig_match(Some(d), None))]
         } else {
-            entry.ports.iter().map(|p| Some(p.iptables())).collect()
+            entry
+                .ports
+                .iter()
+                .map(|p| Some(ctorig_match(destination.as_deref(), Some(&p.iptables()))))
+                .collect()
         };
         for source in &sources {
-            for port in &ports {
-                let mut conntrack = Vec::new();
-                if let Some(d) = entry.destination {
-                    conntrack.push(format!("--ctorigdst {d}"));
-                }
-                if let Some(p) = port {
-                    conntrack.push(format!("--ctorigdstport {p}"));
-                }
+            for matching in &matches {
                 let mut rule = RuleBuilder::new();
                 if let Some(s) = source {
                     rule = rule.source(s);
                 }
                 rule = rule.proto(entry.proto.name());
-                if !conntrack.is_empty() {
-                    rule = rule.matching(format!(
-                        "-m conntrack {} --ctdir ORIGINAL",
-                        conntrack.join(" ")
-                    ));
+                if let Some(m) = matching {
+                    rule = rule.matching(m);
                 }
                 rules.push(rule.note(entry.comment.as_deref()).jump(chain, "RETURN"));
             }
         }
     }
     rules
+}
+
+/// `-m conntrack [--ctorigdst D] [--ctorigdstport P] --ctdir ORIGINAL`, as iptables-save prints it.
+fn ctorig_match(destination: Option<&str>, port: Option<&str>) -> String {
+    let mut text = String::from("-m conntrack");
+    if let Some(d) = destination {
+        text.push_str(" --ctorigdst ");
+        text.push_str(d);
+    }
+    if let Some(p) = port {
+        text.push_str(" --ctorigdstport ");
+        text.push_str(p);
+    }
+    text.push_str(" --ctdir ORIGINAL");
+    text
 }
 
 fn final_verdict(verdict: Verdict, family: Family) -> Vec<Rule> {

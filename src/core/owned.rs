@@ -4,7 +4,7 @@
 
 use super::rule::{Rule, is_owned_chain, tag_hash};
 use super::save::{Ruleset, target};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Tables in the order we render them.
 pub const TABLE_ORDER: [&str; 4] = ["raw", "mangle", "nat", "filter"];
@@ -73,43 +73,50 @@ impl LiveState {
         for table in &ruleset.tables {
             let mut live = LiveTable::default();
             for decl in &table.chains {
-                live.declared.insert(decl.name.clone());
-                if is_owned_chain(&decl.name) {
-                    live.chains.entry(decl.name.clone()).or_default();
+                live.declared.insert(decl.name.to_string());
+                if is_owned_chain(decl.name) {
+                    live.chains.entry(decl.name.to_string()).or_default();
                 }
             }
-            let mut positions: BTreeMap<&str, usize> = BTreeMap::new();
+            // Per chain: rules seen so far (positions are 1-based), and how many are foreign.
+            // Keys borrow the save text; a host may hold tens of thousands of foreign rules.
+            let mut counts: HashMap<&str, (usize, usize)> = HashMap::new();
             for rule in &table.rules {
-                let position = positions.entry(rule.chain.as_str()).or_insert(0);
-                *position += 1;
-                let hash = tag_hash(&rule.spec);
-                if is_owned_chain(&rule.chain) {
+                let (seen, foreign) = counts.entry(rule.chain).or_insert((0, 0));
+                *seen += 1;
+                let hash = tag_hash(rule.spec);
+                if is_owned_chain(rule.chain) {
                     live.chains
-                        .entry(rule.chain.clone())
+                        .entry(rule.chain.to_string())
                         .or_default()
                         .push(LiveRule {
-                            spec: rule.spec.clone(),
+                            spec: rule.spec.to_string(),
                             hash,
                         });
                 } else if hash.is_some() {
                     live.hooks.push(LiveHook {
-                        chain: rule.chain.clone(),
-                        position: *position,
-                        spec: rule.spec.clone(),
+                        chain: rule.chain.to_string(),
+                        position: *seen,
+                        spec: rule.spec.to_string(),
                         hash,
                     });
                 } else {
-                    *live.foreign_rules.entry(rule.chain.clone()).or_default() += 1;
+                    *foreign += 1;
                     // Only DOCKER-USER is ever looked up (plan.rs removes it when we created it and nothing
                     // jumps to it): skip splitting every other rule.
                     if rule.spec.contains("DOCKER-USER")
-                        && let Some(t) = target(&rule.spec)
+                        && let Some(t) = target(rule.spec)
                     {
                         live.foreign_targets.insert(t);
                     }
                 }
             }
-            tables.insert(table.name.clone(), live);
+            live.foreign_rules = counts
+                .into_iter()
+                .filter(|(chain, (_, foreign))| *foreign > 0 && !is_owned_chain(chain))
+                .map(|(chain, (_, foreign))| (chain.to_string(), foreign))
+                .collect();
+            tables.insert(table.name.to_string(), live);
         }
         LiveState { tables }
     }

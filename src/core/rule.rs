@@ -76,40 +76,46 @@ impl RuleBuilder {
     /// Finishes the rule for `chain` with `target` (e.g. `RETURN`, `DROP`,
     /// `REJECT --reject-with tcp-reset`).
     pub fn jump(self, chain: &str, target: &str) -> Rule {
-        let mut parts: Vec<String> = Vec::new();
-        if let Some(s) = &self.source {
-            parts.push(format!("-s {s}"));
+        let mut body = String::with_capacity(96);
+        let options = [
+            ("-s ", &self.source),
+            ("-d ", &self.destination),
+            ("-i ", &self.in_interface),
+            ("-o ", &self.out_interface),
+            ("-p ", &self.proto),
+        ];
+        for (flag, value) in options {
+            if let Some(value) = value {
+                push_part(&mut body, flag);
+                body.push_str(value);
+            }
         }
-        if let Some(d) = &self.destination {
-            parts.push(format!("-d {d}"));
+        for text in &self.matches {
+            push_part(&mut body, text);
         }
-        if let Some(i) = &self.in_interface {
-            parts.push(format!("-i {i}"));
-        }
-        if let Some(o) = &self.out_interface {
-            parts.push(format!("-o {o}"));
-        }
-        if let Some(p) = &self.proto {
-            parts.push(format!("-p {p}"));
-        }
-        parts.extend(self.matches.iter().cloned());
-        let body = parts.join(" ");
         let hash = rule_hash(chain, &body, target, self.note.as_deref());
-        let mut comment = format!("{TAG}{hash}");
+        let mut comment = String::with_capacity(TAG.len() + hash.len() + 1);
+        comment.push_str(TAG);
+        comment.push_str(&hash);
         if let Some(note) = &self.note {
             comment.push(' ');
             comment.push_str(note);
         }
         let mut spec = body;
-        if !spec.is_empty() {
-            spec.push(' ');
-        }
-        spec.push_str("-m comment --comment ");
+        push_part(&mut spec, "-m comment --comment ");
         spec.push_str(&quote(&comment));
         spec.push_str(" -j ");
         spec.push_str(target);
         Rule { spec, hash }
     }
+}
+
+/// Appends `text` to a rule spec, space-separated.
+fn push_part(spec: &mut String, text: &str) {
+    if !spec.is_empty() {
+        spec.push(' ');
+    }
+    spec.push_str(text);
 }
 
 /// 12 hex digits of FNV-1a over the rule's meaning: its chain, matches, target and note.

@@ -4,50 +4,52 @@
 
 use anyhow::{Result, bail};
 
+/// A parsed ruleset borrows its text from the save output: a host with tens of thousands of
+/// foreign rules is read without copying each one.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Ruleset {
-    pub tables: Vec<Table>,
+pub struct Ruleset<'a> {
+    pub tables: Vec<Table<'a>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Table {
-    pub name: String,
-    pub chains: Vec<ChainDecl>,
-    pub rules: Vec<RuleLine>,
+pub struct Table<'a> {
+    pub name: &'a str,
+    pub chains: Vec<ChainDecl<'a>>,
+    pub rules: Vec<RuleLine<'a>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChainDecl {
-    pub name: String,
+pub struct ChainDecl<'a> {
+    pub name: &'a str,
     /// `ACCEPT`/`DROP` for built-in chains, `-` for user chains.
-    pub policy: String,
+    pub policy: &'a str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuleLine {
-    pub chain: String,
+pub struct RuleLine<'a> {
+    pub chain: &'a str,
     /// Everything after `-A <chain> `, as printed.
-    pub spec: String,
+    pub spec: &'a str,
 }
 
-impl Ruleset {
-    pub fn table(&self, name: &str) -> Option<&Table> {
+impl<'a> Ruleset<'a> {
+    pub fn table(&self, name: &str) -> Option<&Table<'a>> {
         self.tables.iter().find(|t| t.name == name)
     }
 }
 
-impl Table {
+impl<'a> Table<'a> {
     pub fn has_chain(&self, name: &str) -> bool {
         self.chains.iter().any(|c| c.name == name)
     }
 
-    pub fn rules_of<'a>(&'a self, chain: &'a str) -> impl Iterator<Item = &'a RuleLine> + 'a {
+    pub fn rules_of<'s>(&'s self, chain: &'s str) -> impl Iterator<Item = &'s RuleLine<'a>> + 's {
         self.rules.iter().filter(move |r| r.chain == chain)
     }
 }
 
 /// Parses `iptables-save` output. Counters (`[p:b]` prefixes from `-c`) are dropped.
-pub fn parse_save(text: &str) -> Result<Ruleset> {
+pub fn parse_save(text: &str) -> Result<Ruleset<'_>> {
     let mut tables: Vec<Table> = Vec::new();
     let mut current: Option<Table> = None;
     for (index, raw) in text.lines().enumerate() {
@@ -64,7 +66,7 @@ pub fn parse_save(text: &str) -> Result<Ruleset> {
                 );
             }
             current = Some(Table {
-                name: name.trim().to_string(),
+                name: name.trim(),
                 chains: Vec::new(),
                 rules: Vec::new(),
             });
@@ -82,10 +84,7 @@ pub fn parse_save(text: &str) -> Result<Ruleset> {
             let (Some(name), Some(policy)) = (parts.next(), parts.next()) else {
                 bail!("line {number}: malformed chain declaration '{line}'");
             };
-            table.chains.push(ChainDecl {
-                name: name.to_string(),
-                policy: policy.to_string(),
-            });
+            table.chains.push(ChainDecl { name, policy });
             continue;
         }
         let rule = strip_counters(line);
@@ -95,8 +94,8 @@ pub fn parse_save(text: &str) -> Result<Ruleset> {
         let rest = rest.trim_start();
         let (chain, spec) = rest.split_once(' ').unwrap_or((rest, ""));
         table.rules.push(RuleLine {
-            chain: chain.to_string(),
-            spec: spec.trim().to_string(),
+            chain,
+            spec: spec.trim(),
         });
     }
     if let Some(open) = current {
@@ -196,8 +195,8 @@ mod tests {
         assert_eq!(nat.rules[0].chain, "PREROUTING");
         assert_eq!(nat.rules[0].spec, "-m addrtype --dst-type LOCAL -j DOCKER");
         let filter = rs.table("filter").unwrap();
-        assert_eq!(comments(&filter.rules[0].spec), vec!["a \"b\" c"]);
-        assert_eq!(target(&filter.rules[0].spec).as_deref(), Some("ACCEPT"));
+        assert_eq!(comments(filter.rules[0].spec), vec!["a \"b\" c"]);
+        assert_eq!(target(filter.rules[0].spec).as_deref(), Some("ACCEPT"));
     }
 
     #[test]

@@ -239,16 +239,20 @@ impl FakeSystem {
         let parsed = parse_save(save_text).unwrap_or_default();
         let mut nf = Netfilter::default();
         for table in parsed.tables {
-            let mut t = FakeTable::new(&table.name);
+            let mut t = FakeTable::new(table.name);
             for decl in table.chains {
-                if let Some(current) = t.policies.get_mut(&decl.name) {
-                    *current = decl.policy;
+                if let Some(current) = t.policies.get_mut(decl.name) {
+                    *current = decl.policy.to_string();
                 } else {
-                    t.chains.insert(decl.name);
+                    t.chains.insert(decl.name.to_string());
                 }
             }
-            t.rules = table.rules.into_iter().map(|r| (r.chain, r.spec)).collect();
-            nf.tables.insert(table.name, t);
+            t.rules = table
+                .rules
+                .into_iter()
+                .map(|r| (r.chain.to_string(), r.spec.to_string()))
+                .collect();
+            nf.tables.insert(table.name.to_string(), t);
         }
         self.netfilter.borrow_mut().insert((family, backend), nf);
     }

@@ -417,23 +417,48 @@ fn apply(runs: &mut [FamilyRun], system: &dyn System, backend: Backend) -> Resul
     Ok(())
 }
 
+/// Writes the rules files that change. If one cannot be written, the ones already written are put
+/// back as they were, so that no file keeps a policy the live ruleset is rolled back from.
 fn persist(runs: &[FamilyRun], system: &dyn System, persisted: &mut Vec<String>) -> Result<()> {
-    for r in runs {
-        let Some(file) = r.file.as_ref().filter(|f| f.changes()) else {
+    let mut written: Vec<&FileChange> = Vec::new();
+    for file in runs.iter().filter_map(|r| r.file.as_ref()) {
+        if !file.changes() {
             continue;
-        };
-        let shown = file.path.display().to_string();
-        match &file.after {
-            Some(content) => system
-                .write_file(&file.path, content)
-                .with_context(|| format!("cannot write {shown}"))?,
-            None => system
-                .remove_file(&file.path)
-                .with_context(|| format!("cannot remove {shown}"))?,
         }
-        persisted.push(shown);
+        if let Err(e) = write_content(system, &file.path, file.after.as_deref()) {
+            let undo = written
+                .iter()
+                .map(
+                    |w| match write_content(system, &w.path, w.before.as_deref()) {
+                        Ok(()) => format!("{} put back", w.path.display()),
+                        Err(e) => format!("putting back {} FAILED: {e:#}", w.path.display()),
+                    },
+                )
+                .collect::<Vec<_>>();
+            persisted.clear();
+            return Err(if undo.is_empty() {
+                e
+            } else {
+                e.context(undo.join(", "))
+            });
+        }
+        written.push(file);
+        persisted.push(file.path.display().to_string());
     }
     Ok(())
+}
+
+/// Makes the file hold `content`, or removes it for `None`.
+fn write_content(system: &dyn System, path: &Path, content: Option<&str>) -> Result<()> {
+    let shown = path.display();
+    match content {
+        Some(content) => system
+            .write_file(path, content)
+            .with_context(|| format!("cannot write {shown}")),
+        None => system
+            .remove_file(path)
+            .with_context(|| format!("cannot remove {shown}")),
+    }
 }
 
 fn roll_back(runs: &[FamilyRun], system: &dyn System, backend: Backend) -> String {

@@ -278,6 +278,31 @@ fn a_later_family_failing_rolls_back_the_earlier() {
 }
 
 #[test]
+fn a_rules_file_that_cannot_be_written_undoes_the_run() {
+    let fake = machine();
+    let (v4, v6) = (
+        fake.dump(Family::Ipv4, Backend::Nft),
+        fake.dump(Family::Ipv6, Backend::Nft),
+    );
+    let admin = "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -i lo -j ACCEPT\nCOMMIT\n";
+    fake.files
+        .borrow_mut()
+        .insert("/etc/iptables/rules.v4".into(), admin.into());
+    *fake.fail_write.borrow_mut() = Some("/etc/iptables/rules.v6".into());
+    let result = run(&fake, &policy());
+    assert_eq!(result["failed"], true);
+    let msg = result["msg"].as_str().unwrap();
+    assert!(msg.contains("cannot write /etc/iptables/rules.v6"), "{msg}");
+    assert!(msg.contains("/etc/iptables/rules.v4 put back"), "{msg}");
+    assert!(msg.contains("ipv4 rolled back, ipv6 rolled back"), "{msg}");
+    let files = fake.files.borrow();
+    assert_eq!(files["/etc/iptables/rules.v4".as_ref() as &Path], admin);
+    assert!(!files.contains_key("/etc/iptables/rules.v6".as_ref() as &Path));
+    assert_eq!(fake.dump(Family::Ipv4, Backend::Nft), v4);
+    assert_eq!(fake.dump(Family::Ipv6, Backend::Nft), v6);
+}
+
+#[test]
 fn a_restore_error_names_the_command_and_line() {
     let fake = machine();
     // A foreign rule jumping to our chain keeps it from being deleted.

@@ -213,6 +213,8 @@ pub struct FakeSystem {
     pub file_writes: Cell<usize>,
     /// When set, a restore for this family fails (after the fake has counted it).
     pub fail_restore: Cell<Option<Family>>,
+    /// When set, writing this file fails (a read-only /etc, a full disk).
+    pub fail_write: RefCell<Option<PathBuf>>,
     /// Every restore input, in order.
     pub restore_inputs: RefCell<Vec<String>>,
     /// Comment lines save prints first (e.g. iptables-nft-save's warnings).
@@ -330,6 +332,12 @@ impl System for FakeSystem {
     }
 
     fn write_file(&self, path: &Path, content: &str) -> std::io::Result<()> {
+        if self.fail_write.borrow().as_deref() == Some(path) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "read-only file system",
+            ));
+        }
         self.file_writes.set(self.file_writes.get() + 1);
         self.files
             .borrow_mut()

@@ -22,7 +22,7 @@ fn main() {
     let path = args.get(1).cloned();
     let result =
         std::panic::catch_unwind(|| execute(path.as_deref(), &RealSystem)).unwrap_or_else(|_| {
-            failure("internal error: docker_firewall panicked (see module_stderr)")
+            failure("internal error: docker_firewall panicked (see module_stderr)").to_string()
         });
-    print_line(&result.to_string());
+    print_line(&result);
 }

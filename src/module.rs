@@ -40,8 +40,8 @@ pub struct Report {
     pub diff: Option<Vec<DiffEntry>>,
 }
 
-/// Runs the module with the args file at `args_path` and returns the JSON to print.
-pub fn execute(args_path: Option<&str>, system: &dyn System) -> Value {
+/// Runs the module with the args file at `args_path` and returns the JSON text to print.
+pub fn execute(args_path: Option<&str>, system: &dyn System) -> String {
     let outcome = (|| -> Result<Report> {
         let path = args_path.ok_or_else(|| {
             anyhow!(
@@ -55,10 +55,11 @@ pub fn execute(args_path: Option<&str>, system: &dyn System) -> Value {
         let config = parse_args_text(&text)?;
         run(&config, system)
     })();
+    // Straight to text: the report can hold thousands of rules, no need for a Value copy.
     match outcome {
-        Ok(report) => serde_json::to_value(report)
-            .unwrap_or_else(|e| failure(&format!("cannot encode the result: {e}"))),
-        Err(e) => failure(&format!("{e:#}")),
+        Ok(report) => serde_json::to_string(&report)
+            .unwrap_or_else(|e| failure(&format!("cannot encode the result: {e}")).to_string()),
+        Err(e) => failure(&format!("{e:#}")).to_string(),
     }
 }
 

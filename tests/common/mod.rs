@@ -13,9 +13,10 @@ pub fn run(fake: &FakeSystem, args: &Value) -> Value {
     fake.files
         .borrow_mut()
         .insert(ARGS.into(), args.to_string());
-    let result = execute(Some(ARGS), fake);
+    let text = execute(Some(ARGS), fake);
     fake.files.borrow_mut().remove(Path::new(ARGS));
-    result
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("the module printed no JSON ({e}): {text}"))
 }
 
 /// Lines of a dump that are not ours, in order.

@@ -113,7 +113,7 @@ impl LiveState {
             }
             live.foreign_rules = counts
                 .into_iter()
-                .filter(|(chain, (_, foreign))| *foreign > 0 && !is_owned_chain(chain))
+                .filter(|(_, (_, foreign))| *foreign > 0)
                 .map(|(chain, (_, foreign))| (chain.to_string(), foreign))
                 .collect();
             tables.insert(table.name.to_string(), live);

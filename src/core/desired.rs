@@ -485,10 +485,7 @@ fn per_published_port(
                 RuleBuilder::new()
                     .in_interface(ext)
                     .proto(&p.proto)
-                    .matching(format!(
-                        "-m conntrack --ctorigdstport {} --ctdir ORIGINAL",
-                        p.port
-                    ))
+                    .matching(ctorig_match(None, Some(&p.port)))
                     .jump(chain, target),
             );
         }

@@ -32,7 +32,7 @@
 # API: lab_up, lab_down, lab_trap, ipt/ipt6/ipt_save/ipt6_save/ipt_restore/ipt6_restore, lab_xt,
 #      lab_proxy on|off, lab_docker_rules 4|6, lab_load_docker, lab_docker_start, lab_foreign_rules,
 #      lab_probe, probe_tcp, probe_who, probe_outbound, lab_probe_many, lab_empty_ns, lab_spawn, lab_kill,
-#      lab_docker_start (simulated daemon (re)start), lab_foreign_lines.
+#      lab_docker_start (simulated daemon (re)start), lab_foreign_lines, lab_publish.
 
 LAB_BR2=${LAB_BR2:-br-d0c4e5b1a7f2}   # the user-defined bridge (set before lab_up to rename it)
 
@@ -521,6 +521,29 @@ lab_docker_start() {
         while lab_xt "$NS_HOST" "$fam" cmd -D FORWARD -j DOCKER-USER 2>/dev/null; do :; done
         lab_xt "$NS_HOST" "$fam" cmd -I FORWARD -j DOCKER-USER || return 1
     done
+}
+
+# lab_publish <port> — what Docker does when a container publishes host <port> -> c1:80 while the lab
+# runs: nat DNAT + filter ACCEPT (one noflush restore per family, so each family changes at once) for
+# each family Docker writes NAT rules for (IPv4 only with LAB_IPV6=proxy), plus docker-proxy's
+# listeners (names proxy-<port>-4/-6; the IPv6 one forwards to c1's IPv4 address with LAB_IPV6=proxy)
+lab_publish() {
+    local port=$1 fam c1 d t6="TCP6:[$C1_6]:80" fams="4 6"
+    if [ "${LAB_IPV6:-nat}" = proxy ]; then fams=4 t6="TCP4:$C1_4:80"; fi
+    for fam in $fams; do
+        if [ "$fam" = 6 ]; then c1=$C1_6/128 d="[$C1_6]"; else c1=$C1_4/32 d=$C1_4; fi
+        printf '%s\n' '*nat' "-A DOCKER ! -i docker0 -p tcp -m tcp --dport $port -j DNAT --to-destination $d:80" COMMIT \
+            '*filter' "-I DOCKER 1 -d $c1 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT" COMMIT |
+            lab_xt "$NS_HOST" "$fam" restore --noflush || return 1
+    done
+    lab_spawn "proxy-$port-4" "$NS_HOST" socat "TCP4-LISTEN:$port,fork,reuseaddr" "TCP4:$C1_4:80"
+    lab_spawn "proxy-$port-6" "$NS_HOST" socat "TCP6-LISTEN:$port,fork,reuseaddr,ipv6only=1" "$t6"
+    local i
+    for i in $(seq 1 60); do # both families listen
+        [ "$(ip netns exec "$NS_HOST" ss -Hltn "sport = :$port" | wc -l)" -ge 2 ] && return 0
+        sleep 0.05
+    done
+    lab_die "docker-proxy-like listeners on $port did not start"
 }
 
 # ---------------------------------------------------------------- rules of other tools

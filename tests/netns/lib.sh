@@ -66,6 +66,13 @@ t_match() {
 t_same() {
     if cmp -s "$2" "$3"; then ok "$1"; else not_ok "$1" "$(diff -u "$2" "$3" | head -60)"; fi
 }
+# t_figure <text> — a measured figure: "# figure: <tag>: <text>" on stdout (shown by run.sh only with
+# failures) and, when DFW_FIGURES names a file, appended there for the docs
+t_figure() {
+    echo "# figure: $T_TAG: $*"
+    if [ -n "${DFW_FIGURES:-}" ]; then flock "$DFW_FIGURES" sh -c 'echo "$1" >>"$2"' _ "$T_TAG: $*" "$DFW_FIGURES"; fi
+    return 0
+}
 t_done() {
     echo "# $T_TAG: $T_PASS passed, $T_FAIL failed"
     [ "$T_FAIL" -eq 0 ]
@@ -89,6 +96,16 @@ snap() {
     local out=${1:-/dev/stdout}
     { echo "=== ipv4"; ipt_save; echo "=== ipv6"; ipt6_save; } | t_norm >"$out"
 }
+# t_owned — keep only what the module owns (DFW-* chains and their rules, rules tagged
+# docker_firewall:) of a snap, under its "=== ipvN" and "*table" headers (tables without owned lines
+# left out)
+t_owned() {
+    awk '/^===/ { print; next }
+        /^\*/ { t = $0; shown = 0; next }
+        /^(:DFW-|-A DFW-)/ || /docker_firewall:/ { if (!shown) { print t; shown = 1 }; print }'
+}
+# owned_snap [file] — t_owned of a snap of both families
+owned_snap() { snap /dev/stdout | t_owned >"${1:-/dev/stdout}"; }
 # t_unowned — drop what the module owns (DFW-* chains, rules tagged docker_firewall:)
 t_unowned() { grep -v 'docker_firewall:' | grep -Ev '^(:DFW-|-A DFW-)'; }
 # first_rule <4|6> <table> <chain> — the first rule of a chain, as iptables-save shows it
@@ -161,18 +178,17 @@ dfw_args() {
         { echo "# bad override JSON: $1" >&2; return 1; }
     echo "$f"
 }
-# dfw_run <argsfile> — run the module in the host namespace like Ansible does (argv[1] = args file).
-# /etc is covered by a throw-away overlay for the run (in the private mount namespace of
-# "ip netns exec"), so a module writing its default /etc/iptables/rules.v* can never reach the real
-# /etc; what it wrote there is listed in $DFW_ETC_WRITES and copied to $DFW_ETC_COPY.
-# Sets DFW_OUT (stdout file), DFW_ERR, DFW_RC. Returns 0 when stdout is one valid JSON object.
-dfw_run() {
-    local args=$1
+# dfw_exec args... — run the binary with these arguments in the host namespace (the iptables
+# wrappers first in PATH, LANG=C, bounded to 60 s). /etc is covered by a throw-away overlay for the
+# run (in the private mount namespace of "ip netns exec"), so a run writing its default
+# /etc/iptables/rules.v* can never reach the real /etc; what it wrote there is listed in
+# $DFW_ETC_WRITES and copied to $DFW_ETC_COPY (a write there is a failure unless
+# DFW_EXPECT_ETC_WRITES is set). Sets DFW_OUT (stdout file), DFW_ERR, DFW_RC.
+dfw_exec() {
     DFW_OUT=$T_DIR/out.$T_SEQ.json
     DFW_ERR=$T_DIR/err.$T_SEQ.txt
     DFW_ETC_WRITES=$T_DIR/etc-writes.$T_SEQ
     DFW_ETC_COPY=$T_DIR/etc-copy.$T_SEQ
-    DFW_ARGS=$args
     : >"$T_XTLOG"
     mkdir -p "$T_DIR/etcovl" "$DFW_ETC_COPY"
     # shellcheck disable=SC2016  # expanded by the inner shell
@@ -181,22 +197,73 @@ dfw_run() {
         mount -t tmpfs dfw-etc "$OVL" && mkdir "$OVL/u" "$OVL/w" &&
             mount -t overlay dfw-etc -o "lowerdir=/etc,upperdir=$OVL/u,workdir=$OVL/w" /etc ||
             { echo "test harness: cannot cover /etc with an overlay" >&2; exit 97; }
-        timeout -k 5 60 "$0" "$1"
+        timeout -k 5 60 "$0" "$@"
         rc=$?
         (cd "$OVL/u" && find . -mindepth 1 ! -type d) >"$WRITES"
         cp -a "$OVL/u/." "$COPY/" 2>/dev/null
-        exit $rc' "$DFW_BIN" "$args" >"$DFW_OUT" 2>"$DFW_ERR" </dev/null
+        exit $rc' "$DFW_BIN" "$@" >"$DFW_OUT" 2>"$DFW_ERR" </dev/null
     DFW_RC=$?
     if [ -s "$DFW_ETC_WRITES" ] && [ -z "${DFW_EXPECT_ETC_WRITES:-}" ]; then
         not_ok "module writes only the rules files it was given (it wrote under /etc, caught by the overlay)" \
-            "$(cat "$DFW_ETC_WRITES")" "args: $(jq -c . "$args")"
+            "$(cat "$DFW_ETC_WRITES")" "command: $*" "$(for a in "$@"; do [ -f "$a" ] && echo "args: $(jq -c . "$a" 2>/dev/null)"; done)"
     fi
+    return 0
+}
+# dfw_run <argsfile> — run the module in the host namespace like Ansible does (argv[1] = args file),
+# through dfw_exec. Returns 0 when stdout is one valid JSON object.
+dfw_run() {
+    local args=$1
+    DFW_ARGS=$args
+    dfw_exec "$args"
     if [ "$(jq -s 'length' "$DFW_OUT" 2>/dev/null)" != 1 ]; then
         not_ok "module prints exactly one JSON value on stdout" "stdout: $(head -c 1500 "$DFW_OUT")" "stderr: $(head -c 500 "$DFW_ERR")"
         return 1
     fi
     jq -e 'type == "object"' "$DFW_OUT" >/dev/null 2>&1
 }
+# dfw_policy <file> [override-json] — a policy file for "apply/watch --policy": dfw_base deep-merged
+# with the override (top-level keys set to null removed), without Ansible's _ansible_* keys, and with
+# "persist": false unless the override sets it
+dfw_policy() {
+    local o=${2:-}
+    [ -n "$o" ] || o='{}'
+    jq -n --argjson b "$(dfw_base)" --argjson o "$o" '(($b | .persist = false) * $o)
+        | with_entries(select(.value != null and (.key | startswith("_ansible_") | not)))' >"$1" ||
+        { echo "# bad override JSON: $2" >&2; return 1; }
+}
+# dfw_spawn <name> args... — the binary in the background in the host namespace (as dfw_exec: /etc
+# under a throw-away overlay), stdout to $T_DIR/<name>.out, stderr to $T_DIR/<name>.log with each
+# line prefixed by the epoch time it arrived ("1733520000.123456 <line>"). The PID (the binary's
+# own, a child of this shell: "wait" gives its exit status) is left in DFW_PID and recorded in
+# $LAB_DIR/pids, so lab_down stops it. DOCKER_HOST is unset; NOTIFY_SOCKET is $DFW_NOTIFY_SOCKET
+# when that is set (systemd's Type=notify), else unset.
+dfw_spawn() {
+    local name=$1
+    shift
+    mkdir -p "$T_DIR/etcovl"
+    # shellcheck disable=SC2016  # expanded by the inner shell
+    ip netns exec "$NS_HOST" env -u DOCKER_HOST -u NOTIFY_SOCKET ${DFW_NOTIFY_SOCKET:+NOTIFY_SOCKET="$DFW_NOTIFY_SOCKET"} \
+        PATH="$T_WRAP:$PATH" LANG=C OVL="$T_DIR/etcovl" sh -c '
+        mount -t tmpfs dfw-etc "$OVL" && mkdir "$OVL/u" "$OVL/w" &&
+            mount -t overlay dfw-etc -o "lowerdir=/etc,upperdir=$OVL/u,workdir=$OVL/w" /etc ||
+            { echo "test harness: cannot cover /etc with an overlay" >&2; exit 97; }
+        exec "$0" "$@"' "$DFW_BIN" "$@" >"$T_DIR/$name.out" 2> >(_dfw_stamp >"$T_DIR/$name.log") </dev/null &
+    DFW_PID=$!
+    echo "$name $DFW_PID" >>"$LAB_DIR/pids"
+}
+# dfw_alive <pid> — the process still runs (a zombie does not count)
+dfw_alive() { local s; s=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) && [ "${s%% *}" != Z ]; }
+# dfw_reap <pid> — wait for a process dfw_spawn started (it must be ending) and drop it from
+# $LAB_DIR/pids; returns its exit status
+dfw_reap() {
+    local rc
+    wait "$1"
+    rc=$?
+    sed -i "/ $1\$/d" "$LAB_DIR/pids"
+    return $rc
+}
+_dfw_stamp() { local l; while IFS= read -r l; do printf '%s %s\n' "$EPOCHREALTIME" "$l"; done; }
+
 # dfw [override-json] — dfw_args + dfw_run
 dfw() {
     local a

@@ -1,5 +1,7 @@
-//! Ansible runs `docker_firewall <args file>` and reads one JSON object from stdout.
+//! Ansible runs `docker_firewall ARGS_FILE` and reads one JSON object from stdout; people and
+//! the watch service use the subcommands (`docker_firewall --help`).
 
+use docker_firewall::cli;
 use docker_firewall::module::{execute, failure};
 use docker_firewall::system::process::RealSystem;
 use std::io::Write;
@@ -15,9 +17,10 @@ fn print_line(text: &str) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--version") {
-        print_line(concat!("docker_firewall ", env!("CARGO_PKG_VERSION")));
-        return;
+    match args.get(1) {
+        Some(first) if cli::is_command_line(first) => std::process::exit(cli::main(args)),
+        None => std::process::exit(cli::main(vec!["docker_firewall".into(), "--help".into()])),
+        Some(_) => {}
     }
     let path = args.get(1).cloned();
     let result =

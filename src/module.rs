@@ -214,6 +214,10 @@ fn failing_line(stderr: &str) -> Option<usize> {
 }
 
 pub fn run(config: &Config, system: &dyn System) -> Result<Report> {
+    // Held until the read-back is verified and the files are written: overlapping runs queue.
+    let _lock = system
+        .lock_run(std::time::Duration::from_secs(config.lock_timeout))
+        .map_err(|e| anyhow!(e))?;
     let mut warnings = Vec::new();
     let external = match &config.external_interfaces {
         Some(list) => list.clone(),

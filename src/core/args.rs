@@ -17,7 +17,8 @@ pub const DEFAULT_RULES_V4: &str = "/etc/iptables/rules.v4";
 pub const DEFAULT_RULES_V6: &str = "/etc/iptables/rules.v6";
 pub const DEFAULT_DOCKER_INTERFACES: [&str; 2] = ["docker0", "br-+"];
 
-const TOP_LEVEL_KEYS: [&str; 13] = [
+const TOP_LEVEL_KEYS: [&str; 14] = [
+    "lock_timeout",
     "state",
     "families",
     "backend",
@@ -58,6 +59,10 @@ const MAX_LOG_PREFIX_LEN: usize = 29 - 10;
 const MAX_COMMENT_LEN: usize = 200;
 /// IFNAMSIZ - 1.
 const MAX_INTERFACE_LEN: usize = 15;
+
+/// Seconds a run waits for another run to finish before it fails.
+pub const DEFAULT_LOCK_TIMEOUT: u64 = 30;
+const MAX_LOCK_TIMEOUT: u64 = 3600;
 
 /// A validation failure; the message names the field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,6 +180,10 @@ pub fn parse_args(value: &Value) -> Result<Config> {
         None => PathBuf::from(DEFAULT_RULES_V6),
         Some(v) => path(v, "rules_v6")?,
     };
+    let lock_timeout = match get("lock_timeout") {
+        None => DEFAULT_LOCK_TIMEOUT,
+        Some(v) => seconds(v, "lock_timeout", MAX_LOCK_TIMEOUT)?,
+    };
     if persist && rules_v4 == rules_v6 {
         return err("rules_v6", "must differ from rules_v4");
     }
@@ -199,6 +208,7 @@ pub fn parse_args(value: &Value) -> Result<Config> {
         persist,
         rules_v4,
         rules_v6,
+        lock_timeout,
         check_mode: internal_flag("_ansible_check_mode")?,
         diff: internal_flag("_ansible_diff")?,
     })
@@ -597,6 +607,27 @@ fn ports(v: Option<&Value>, field: &str) -> Result<Vec<PortRange>> {
         }
     }
     Ok(out)
+}
+
+/// A whole number of seconds in 0..=max, as Ansible's int (also "30" and 30.0).
+fn seconds(v: &Value, field: &str, max: u64) -> Result<u64> {
+    let n = match v {
+        Value::Number(n) => n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+                .map(|f| f as u64)
+        }),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    match n {
+        Some(n) if n <= max => Ok(n),
+        Some(n) => err(field, format!("{n} is more than {max} seconds")),
+        None => err(
+            field,
+            format!("expected a whole number of seconds, got {v}"),
+        ),
+    }
 }
 
 fn proto(v: Option<&Value>, field: &str) -> Result<Proto> {

@@ -205,6 +205,8 @@ pub struct Config {
     pub persist: bool,
     pub rules_v4: PathBuf,
     pub rules_v6: PathBuf,
+    /// Seconds to wait for another run's lock.
+    pub lock_timeout: u64,
     pub check_mode: bool,
     pub diff: bool,
 }

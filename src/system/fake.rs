@@ -3,6 +3,7 @@
 //! or not at all; a chain is declared before use; a chain in use cannot be deleted; deletes match
 //! the full rule text), counts every call, and can be told to fail.
 
+use super::lock::RunGuard;
 use super::{CommandError, System};
 use crate::core::owned::builtin_chains;
 use crate::core::policy::{Backend, Family};
@@ -10,6 +11,7 @@ use crate::core::save::{parse_save, split_args, target};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct FakeTable {
@@ -219,6 +221,8 @@ pub struct FakeSystem {
     pub restore_inputs: RefCell<Vec<String>>,
     /// Comment lines save prints first (e.g. iptables-nft-save's warnings).
     pub save_notes: RefCell<String>,
+    /// Some(holder): another run holds the run lock and never lets go.
+    pub lock_holder: RefCell<Option<String>>,
 }
 
 impl FakeSystem {
@@ -279,6 +283,17 @@ impl FakeSystem {
 }
 
 impl System for FakeSystem {
+    fn lock_run(&self, timeout: Duration) -> Result<RunGuard, String> {
+        match self.lock_holder.borrow().as_deref() {
+            None => Ok(RunGuard::unlocked()),
+            Some(holder) => Err(format!(
+                "another docker_firewall run holds the run lock (fake) ({holder}) and did not \
+                 release it within {} s (lock_timeout); nothing was changed",
+                timeout.as_secs()
+            )),
+        }
+    }
+
     fn has_tools(&self, family: Family, backend: Backend) -> bool {
         self.installed.borrow().contains(&(family, backend))
     }

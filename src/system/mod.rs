@@ -2,11 +2,15 @@
 //! process or touches a file; [`process::RealSystem`] implements it, [`fake::FakeSystem`] stands in
 //! for it in tests.
 
+pub mod events;
 pub mod fake;
+pub mod lock;
 pub mod process;
 
 use crate::core::policy::{Backend, Family};
+use lock::RunGuard;
 use std::path::Path;
+use std::time::Duration;
 
 /// A failed command, with what is needed to understand it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +34,9 @@ impl std::fmt::Display for CommandError {
 impl std::error::Error for CommandError {}
 
 pub trait System {
+    /// Takes the run lock (one run at a time per network namespace), waiting at most `timeout`.
+    /// The error names the holder.
+    fn lock_run(&self, timeout: Duration) -> Result<RunGuard, String>;
     /// Whether the save and restore tools of this family and backend are installed.
     fn has_tools(&self, family: Family, backend: Backend) -> bool;
     /// The backend the plain `iptables` command uses, if it is installed.

@@ -1,10 +1,16 @@
 //! The real machine: iptables tools run as processes, files written atomically.
 
+use super::lock::{self, RunGuard};
 use super::{CommandError, System};
 use crate::core::policy::{Backend, Family};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// How long iptables waits for the xtables lock (legacy: another iptables command running) before
+/// it gives up; a stuck lock then fails the run with "xtables lock busy" instead of hanging Ansible.
+pub const XTABLES_WAIT_SECONDS: u32 = 10;
 
 /// Where iptables lives; Ansible may run us with a PATH that lacks the sbin directories.
 const FALLBACK_PATH: [&str; 4] = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
@@ -92,7 +98,15 @@ fn run(program: &Path, args: &[&str], input: Option<&str>) -> Result<String, Com
         .map_err(|e| failed("could not be waited for".into(), e.to_string()))?;
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     if !output.status.success() {
-        return Err(failed(output.status.to_string(), stderr));
+        let status = if stderr.contains("xtables lock") {
+            format!(
+                "xtables lock busy: another program held it for more than {XTABLES_WAIT_SECONDS} s, {}",
+                output.status
+            )
+        } else {
+            output.status.to_string()
+        };
+        return Err(failed(status, stderr));
     }
     // iptables-save output is ASCII: take the bytes as they are (from_utf8_lossy copies them).
     Ok(String::from_utf8(output.stdout)
@@ -127,6 +141,10 @@ fn listing_as_save(table: &str, listing: &str) -> String {
 }
 
 impl System for RealSystem {
+    fn lock_run(&self, timeout: Duration) -> Result<RunGuard, String> {
+        lock::acquire(timeout)
+    }
+
     fn has_tools(&self, family: Family, backend: Backend) -> bool {
         tool(family, backend, "save").is_some() && tool(family, backend, "restore").is_some()
     }
@@ -157,14 +175,16 @@ impl System for RealSystem {
         let Some(program) = find_program(&format!("{base}-{}", backend.name())) else {
             return self.save(family, backend);
         };
-        let text = run(&program, &["-w", "-t", table, "-S"], None)?;
+        let wait = format!("--wait={XTABLES_WAIT_SECONDS}");
+        let text = run(&program, &[&wait, "-t", table, "-S"], None)?;
         Ok(listing_as_save(table, &text))
     }
 
     fn restore(&self, family: Family, backend: Backend, input: &str) -> Result<(), CommandError> {
         let program =
             tool(family, backend, "restore").ok_or_else(|| missing(family, backend, "restore"))?;
-        run(&program, &["--noflush", "--wait"], Some(input)).map(|_| ())
+        let wait = format!("--wait={XTABLES_WAIT_SECONDS}");
+        run(&program, &["--noflush", &wait], Some(input)).map(|_| ())
     }
 
     fn nft_tables(&self) -> Option<String> {

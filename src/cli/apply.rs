@@ -1,0 +1,67 @@
+//! `docker_firewall apply`: the module's job from a policy file, for people and scripts.
+
+use super::policy_file;
+use crate::module::{self, DiffEntry, Report};
+use crate::system::process::RealSystem;
+use std::path::Path;
+
+pub const EXIT_UNCHANGED: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_CHANGED: i32 = 2;
+
+pub fn run(policy: &Path, check: bool, diff: bool, json: bool) -> i32 {
+    let system = RealSystem;
+    let outcome = policy_file::load(policy, &system).and_then(|mut config| {
+        config.check_mode = check;
+        config.diff = diff || config.diff;
+        module::run(&config, &system)
+    });
+    match outcome {
+        Ok(report) => {
+            if json {
+                match serde_json::to_string(&report) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => {
+                        eprintln!("docker_firewall: cannot encode the result: {e}");
+                        return EXIT_FAILED;
+                    }
+                }
+            } else {
+                print!("{}", human_summary(&report));
+            }
+            if report.changed {
+                EXIT_CHANGED
+            } else {
+                EXIT_UNCHANGED
+            }
+        }
+        Err(e) => {
+            if json {
+                println!("{}", module::failure(&format!("{e:#}")));
+            }
+            eprintln!("docker_firewall: {e:#}");
+            EXIT_FAILED
+        }
+    }
+}
+
+/// What a person wants to read: the diff (when asked), the summary line, the warnings.
+pub fn human_summary(report: &Report) -> String {
+    let mut out = String::new();
+    for entry in report.diff.iter().flatten() {
+        out.push_str(&unified(entry));
+    }
+    out.push_str(&format!("{} (backend {})\n", report.msg, report.backend));
+    for warning in &report.warnings {
+        out.push_str(&format!("warning: {warning}\n"));
+    }
+    out
+}
+
+fn unified(entry: &DiffEntry) -> String {
+    similar::TextDiff::from_lines(&entry.before, &entry.after)
+        .unified_diff()
+        .context_radius(3)
+        .header(&entry.before_header, &entry.after_header)
+        .to_string()
+}

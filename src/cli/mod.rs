@@ -1,0 +1,88 @@
+//! The command line beside Ansible's call: `apply` and `watch` take a policy file with the
+//! module's options. Ansible's `docker_firewall ARGS_FILE` is told apart in `main`.
+
+pub mod apply;
+pub mod policy_file;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Closes the ports Docker publishes to everyone but the sources a policy allows.
+///
+/// Ansible runs it as a module (`docker_firewall ARGS_FILE`); these subcommands do the same job from
+/// a policy file (a JSON object with the module's options) and keep it in place afterwards.
+#[derive(Debug, Parser)]
+#[command(name = "docker_firewall", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply a policy once, like the Ansible module.
+    ///
+    /// Exit status: 0 when the firewall already matched the policy, 2 when it was changed (or, with
+    /// --check, would be), 1 when the run failed (nothing is left half-applied).
+    Apply {
+        /// Policy file: a JSON object with the module's options (state, ingress, egress, ...).
+        #[arg(long, value_name = "FILE")]
+        policy: PathBuf,
+        /// Plan and report only; change nothing.
+        #[arg(long)]
+        check: bool,
+        /// Show the owned rules and the rules files before and after.
+        #[arg(long)]
+        diff: bool,
+        /// Print the module's JSON result instead of the summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply a policy, then keep the host converged until stopped.
+    ///
+    /// Re-applies within a second when Docker starts, stops or re-creates containers (its event
+    /// stream), when another tool changes the ruleset (netfilter notifications, nft backend), and at
+    /// every resync as a safety net. The policy file is read again when it changes and on SIGHUP.
+    /// SIGTERM and SIGINT stop it and leave the rules in place. One log line per repair, on stderr.
+    Watch {
+        /// Policy file: a JSON object with the module's options.
+        #[arg(long, value_name = "FILE")]
+        policy: PathBuf,
+        /// Seconds between two full checks when nothing was noticed.
+        #[arg(long, value_name = "SECONDS", default_value_t = 10,
+              value_parser = clap::value_parser!(u64).range(1..=3600))]
+        resync: u64,
+        /// Docker's API socket (default: DOCKER_HOST when it is unix://..., else /var/run/docker.sock).
+        #[arg(long, value_name = "PATH")]
+        docker_socket: Option<PathBuf>,
+    },
+}
+
+/// The names `main` treats as the command line rather than an args file.
+pub fn is_command_line(first: &str) -> bool {
+    first.starts_with('-') || matches!(first, "apply" | "watch" | "help")
+}
+
+/// Runs the command line; returns the process exit status.
+pub fn main(args: Vec<String>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 64 } else { 0 };
+        }
+    };
+    match cli.command {
+        Command::Apply {
+            policy,
+            check,
+            diff,
+            json,
+        } => apply::run(&policy, check, diff, json),
+        Command::Watch {
+            policy,
+            resync,
+            docker_socket,
+        } => crate::watch::main(&policy, resync, docker_socket),
+    }
+}

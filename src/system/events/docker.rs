@@ -1,0 +1,117 @@
+//! Docker's event stream, read-only, over its API socket (hyper speaks the HTTP/1.1, chunked
+//! body included). Only the events that publish or unpublish ports are asked for.
+
+use super::Trigger;
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use std::path::PathBuf;
+use std::sync::mpsc::Sender;
+use std::time::Duration;
+
+/// `filters={"type":["container","network"],"event":["start","die","destroy","connect","disconnect"]}`,
+/// URL-encoded.
+const EVENTS_PATH: &str = "/events?filters=%7B%22type%22%3A%5B%22container%22%2C%22network%22%5D%2C\
+%22event%22%3A%5B%22start%22%2C%22die%22%2C%22destroy%22%2C%22connect%22%2C%22disconnect%22%5D%7D";
+
+/// How often a missing Docker is looked for again.
+const RECONNECT: Duration = Duration::from_secs(1);
+
+/// Follows the stream for ever: reconnects when Docker goes away, and says so once per change.
+pub async fn follow(socket: PathBuf, tx: Sender<Trigger>) {
+    let mut waiting = false;
+    loop {
+        let outcome = stream(&socket, &tx, &mut waiting).await;
+        let line = match outcome {
+            Ok(()) => format!("Docker's event stream at {} ended", socket.display()),
+            Err(e) => format!("waiting for Docker at {}: {e:#}", socket.display()),
+        };
+        if !waiting {
+            waiting = true;
+            if tx.send(Trigger::Note(line)).is_err() {
+                return;
+            }
+        }
+        tokio::time::sleep(RECONNECT).await;
+    }
+}
+
+async fn stream(socket: &PathBuf, tx: &Sender<Trigger>, waiting: &mut bool) -> Result<()> {
+    let connection = tokio::net::UnixStream::connect(socket)
+        .await
+        .context("cannot connect")?;
+    let (mut sender, driver) = hyper::client::conn::http1::handshake(TokioIo::new(connection))
+        .await
+        .context("HTTP handshake")?;
+    tokio::spawn(driver);
+    let request = Request::get(EVENTS_PATH)
+        .header("Host", "docker")
+        .body(Empty::<Bytes>::new())
+        .context("building the request")?;
+    let response = sender.send_request(request).await.context("GET /events")?;
+    if !response.status().is_success() {
+        bail!("GET /events answered {}", response.status());
+    }
+    if *waiting {
+        let _ = tx.send(Trigger::Note(format!(
+            "Docker's event stream at {} is followed",
+            socket.display()
+        )));
+    }
+    *waiting = false;
+    // Docker may have (re)written its rules while we were not connected.
+    let _ = tx.send(Trigger::DockerConnected);
+    let mut body = response.into_body();
+    let mut line = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.context("reading the event stream")?;
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
+        for &byte in data.iter() {
+            if byte != b'\n' {
+                line.push(byte);
+                continue;
+            }
+            if let Some(what) = describe(&line) {
+                tx.send(Trigger::Docker(what))
+                    .context("the watcher stopped")?;
+            }
+            line.clear();
+        }
+    }
+    Ok(())
+}
+
+/// "container web start", from one JSON event; None for what is not an event.
+fn describe(line: &[u8]) -> Option<String> {
+    let event: serde_json::Value = serde_json::from_slice(line).ok()?;
+    let kind = event.get("Type")?.as_str()?;
+    let action = event.get("Action")?.as_str()?;
+    let name = event
+        .pointer("/Actor/Attributes/name")
+        .and_then(|n| n.as_str())
+        .unwrap_or("");
+    Some(
+        [kind, name, action]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    #[test]
+    fn an_event_line_names_kind_actor_and_action() {
+        let line = br#"{"Type":"container","Action":"start","Actor":{"ID":"ab","Attributes":{"name":"web"}}}"#;
+        assert_eq!(describe(line).as_deref(), Some("container web start"));
+        assert_eq!(describe(b"not json"), None);
+    }
+}

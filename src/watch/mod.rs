@@ -1,0 +1,201 @@
+//! `docker_firewall watch`: apply the policy, then converge again whenever something may have
+//! undone it. Every converge is the module's own run (lock, read, plan, apply, verify): the watcher
+//! only decides *when*, never *what*. Event sources (src/system/events) feed one channel; between
+//! events the loop sleeps until the next resync.
+
+mod repair_line;
+
+use crate::cli::policy_file;
+use crate::core::policy::Config;
+use crate::module;
+use crate::system::System;
+use crate::system::events::{self, Trigger};
+use crate::system::process::RealSystem;
+use anyhow::Result;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+/// Events closer together than this are one converge (a container start is several events).
+const SETTLE: Duration = Duration::from_millis(50);
+/// The longest wait between two attempts after failures.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+pub fn main(policy: &Path, resync: u64, docker_socket: Option<PathBuf>) -> i32 {
+    let system = RealSystem;
+    let socket = docker_socket.unwrap_or_else(events::docker_socket_from_env);
+    let log = |line: &str| eprintln!("docker_firewall watch: {line}");
+    let config = match policy_file::load(policy, &system) {
+        Ok(config) => config,
+        Err(e) => {
+            log(&format!("cannot start: {e:#}"));
+            return 1;
+        }
+    };
+    let triggers = events::start(&socket);
+    log(&format!(
+        "started: policy {}, resync every {resync}s, Docker events from {}",
+        policy.display(),
+        socket.display()
+    ));
+    let mut watcher = Watcher {
+        system: &system,
+        policy: policy.to_path_buf(),
+        config,
+        resync: Duration::from_secs(resync),
+        log: &log,
+        on_ready: &|status: &str| events::notify_ready(status),
+        policy_text: system.read_file(policy).ok().flatten(),
+        last_attempt: Instant::now(),
+    };
+    match watcher.run(&triggers) {
+        Ok(()) => 0,
+        Err(e) => {
+            log(&format!("stopped: {e:#}"));
+            1
+        }
+    }
+}
+
+pub struct Watcher<'a> {
+    pub system: &'a dyn System,
+    pub policy: PathBuf,
+    pub config: Config,
+    pub resync: Duration,
+    pub log: &'a dyn Fn(&str),
+    /// Told once, after the first converge (systemd's READY=1).
+    pub on_ready: &'a dyn Fn(&str),
+    /// The policy file's text the config was read from (to notice edits).
+    pub policy_text: Option<String>,
+    pub last_attempt: Instant,
+}
+
+impl Watcher<'_> {
+    /// Converges now, then on every trigger and resync, until `Trigger::Stop`.
+    pub fn run(&mut self, triggers: &Receiver<Trigger>) -> Result<()> {
+        let mut failures = 0u32;
+        let first = self.converge("start", &mut failures);
+        (self.on_ready)(&first);
+        let mut next_resync = Instant::now() + self.resync;
+        let mut pending: Vec<String> = Vec::new();
+        loop {
+            let retry_at = (failures > 0).then(|| self.last_attempt + backoff(failures));
+            let deadline = retry_at.map_or(next_resync, |at| at.min(next_resync));
+            let mut stop = None;
+            match triggers.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(trigger) => {
+                    stop = self.absorb(trigger, &mut pending);
+                    // A burst of events (a container start is several) settles into one converge.
+                    while stop.is_none() {
+                        match triggers.recv_timeout(SETTLE) {
+                            Ok(more) => stop = self.absorb(more, &mut pending),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => anyhow::bail!("the event sources stopped"),
+            }
+            let now = Instant::now();
+            if now >= next_resync {
+                pending.push("resync".into());
+            }
+            let backing_off = retry_at.is_some_and(|at| now < at);
+            if retry_at.is_some() && !backing_off && pending.is_empty() {
+                pending.push("retry".into());
+            }
+            if !pending.is_empty() && !backing_off {
+                pending.sort();
+                pending.dedup();
+                let reason = pending.join(", ");
+                pending.clear();
+                self.converge(&reason, &mut failures);
+                next_resync = Instant::now() + self.resync;
+            }
+            if let Some(signal) = stop {
+                (self.log)(&format!("stopped by {signal}; the rules stay in place"));
+                return Ok(());
+            }
+        }
+    }
+
+    /// Takes one trigger in: logs notes, re-reads the policy on SIGHUP, queues the rest.
+    /// Returns the signal's name for a stop.
+    fn absorb(&mut self, trigger: Trigger, pending: &mut Vec<String>) -> Option<String> {
+        match trigger {
+            Trigger::Stop(signal) => return Some(signal),
+            Trigger::Note(line) => (self.log)(&line),
+            Trigger::Reload => {
+                self.reload_policy("SIGHUP");
+                pending.push("SIGHUP".into());
+            }
+            other => pending.push(other.label()),
+        }
+        None
+    }
+
+    /// Reads the policy file again when it changed (or when told to); a bad file keeps the policy
+    /// in force and says why.
+    fn reload_policy(&mut self, why: &str) {
+        let text = self.system.read_file(&self.policy).ok().flatten();
+        if why != "SIGHUP" && text.as_ref() == self.policy_text.as_ref() {
+            return;
+        }
+        match policy_file::load(&self.policy, self.system) {
+            Ok(config) => {
+                if text != self.policy_text {
+                    (self.log)(&format!(
+                        "policy {} read again ({why})",
+                        self.policy.display()
+                    ));
+                }
+                self.config = config;
+                self.policy_text = text;
+            }
+            Err(e) => {
+                if text != self.policy_text {
+                    (self.log)(&format!(
+                        "the changed policy is refused, the previous one stays in force: {e:#}"
+                    ));
+                    self.policy_text = text;
+                }
+            }
+        }
+    }
+
+    /// One run of the module; one log line when it changed something or failed.
+    /// Returns a status line for systemd.
+    fn converge(&mut self, reason: &str, failures: &mut u32) -> String {
+        self.reload_policy("changed on disk");
+        self.last_attempt = Instant::now();
+        match module::run(&self.config, self.system) {
+            Ok(report) => {
+                let line = repair_line::describe(reason, &report);
+                if let Some(line) = &line {
+                    (self.log)(line);
+                } else if *failures > 0 || reason == "start" {
+                    (self.log)(&format!("in place ({reason}): {}", report.msg));
+                }
+                *failures = 0;
+                line.unwrap_or_else(|| format!("in place: {}", report.msg))
+            }
+            Err(e) => {
+                *failures = failures.saturating_add(1);
+                let wait = backoff(*failures);
+                let line = format!(
+                    "failed ({reason}), attempt {}: {e:#}; next attempt in {}s",
+                    failures,
+                    wait.as_secs()
+                );
+                (self.log)(&line);
+                line
+            }
+        }
+    }
+}
+
+/// 1 s, 2 s, 4 s ... up to a minute: a failing host is retried, never hammered.
+fn backoff(failures: u32) -> Duration {
+    let secs = 1u64 << failures.saturating_sub(1).min(6);
+    Duration::from_secs(secs).min(MAX_BACKOFF)
+}

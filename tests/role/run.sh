@@ -3,9 +3,11 @@
 # another project, and molecule (scenarios default and check, through tests/role/molecule.sh).
 #
 #   bash tests/role/run.sh
+#   bash tests/role/run.sh service portable     # only these steps (function names)
 #
 # One line per step, "ok - ..." / "not ok - ..." (with the step's log as "# ..." lines on failure),
-# then "N passed, N failed". Exit status non-zero when a step failed.
+# then "N passed, N failed". Exit status non-zero when a step failed. DFW_ROLE_VERBOSE=1 shows the
+# log of every step; DFW_BIN=FILE tests that binary (copied into the role's library/ first).
 # Everything that reaches netfilter runs in a throw-away network namespace; rules files go to
 # temporary directories.
 set -uo pipefail
@@ -16,6 +18,9 @@ cd "$ROOT" || exit 1
 export PATH="$ROOT/.venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 NO_COLOR=1 PY_COLORS=0 LANG=C.UTF-8 LC_ALL=C.UTF-8
 
+# the namespaces this runs in: every test's own must differ (in_netns, unit_exec.py check)
+DFW_ROLE_OUTER_NETNS=$(readlink /proc/self/ns/net) && DFW_ROLE_OUTER_MNTNS=$(readlink /proc/self/ns/mnt) || exit 1
+export DFW_ROLE_OUTER_NETNS DFW_ROLE_OUTER_MNTNS
 WORK=$(mktemp -d /tmp/dfwrole-run.XXXXXX) || exit 1
 trap 'rm -rf "$WORK"' EXIT
 PASSED=0
@@ -23,15 +28,21 @@ FAILED=0
 N=0
 
 # step NAME COMMAND... : run, log to a file, print ok/not ok (and the log's tail on failure)
+# With arguments (function names), run.sh runs only those steps (and what they need).
+ONLY="$*"
 step() {
     local name=$1 log rc
     shift
+    if [ -n "$ONLY" ] && [[ " $ONLY " != *" $1 "* ]] && [ "$1" != role_binary ] && [ "$1" != make_project ]; then
+        return 0
+    fi
     N=$((N + 1))
     log=$WORK/step-$N.log
     "$@" >"$log" 2>&1 </dev/null
     rc=$?
     if [ "$rc" = 0 ]; then
         echo "ok - $name"
+        [ -z "${DFW_ROLE_VERBOSE:-}" ] || sed 's/^/# /' "$log"
         PASSED=$((PASSED + 1))
     else
         echo "not ok - $name (exit $rc)"
@@ -43,10 +54,11 @@ step() {
 
 # ---------------------------------------------------------------- the module binary in the role
 # scripts/setup copies library/docker_firewall to roles/docker_firewall/library/docker_firewall;
-# refresh the copy here too, so the tests never run a stale binary.
+# refresh the copy here too, so the tests never run a stale binary. DFW_BIN overrides the binary.
+BIN=${DFW_BIN:-library/docker_firewall}
 role_binary() {
-    local src=library/docker_firewall dst=roles/docker_firewall/library/docker_firewall
-    [ -x "$src" ] || { echo "$src is missing (run scripts/setup)"; return 1; }
+    local src=$BIN dst=roles/docker_firewall/library/docker_firewall
+    [ -x "$src" ] || { echo "$src is missing (run scripts/setup, or set DFW_BIN)"; return 1; }
     if ! cmp -s "$src" "$dst"; then
         mkdir -p "$(dirname "$dst")" && install -m 0755 "$src" "$dst.tmp" && mv -f "$dst.tmp" "$dst" || return 1
         echo "copied $src to $dst"
@@ -73,7 +85,7 @@ make_project() {
     local p=$WORK/project
     mkdir -p "$p/roles" "$p/library" "$p/home" "$p/tmp" "$p/rules" &&
         cp -r roles/docker_firewall "$p/roles/" && rm -rf "$p/roles/docker_firewall/library" &&
-        install -m 0755 library/docker_firewall "$p/library/docker_firewall" || return 1
+        install -m 0755 "$BIN" "$p/library/docker_firewall" || return 1
     cat >"$p/site.yml" <<EOF
 ---
 - name: Close every published port but 8080 from 192.0.2.10
@@ -81,6 +93,7 @@ make_project() {
   gather_facts: false
   vars:
     docker_firewall_install_packages: false
+    docker_firewall_persist: true
     docker_firewall_rules_v4: $p/rules/rules.v4
     docker_firewall_rules_v6: $p/rules/rules.v6
     docker_firewall_ingress:
@@ -108,20 +121,37 @@ EOF
 }
 
 # in_netns DIR SCRIPT : run bash SCRIPT in DIR, in a fresh network namespace with an external interface
-# holding the default routes and a docker0 bridge (no Docker rules: the module warns and hooks anyway)
+# holding the default routes and a docker0 bridge (no Docker rules: the module warns and hooks anyway),
+# and a private mount namespace where /etc, /usr/local and /var/lib/apt are throw-away overlays (the
+# role's service files go there). $DIR/writes lists the files the script wrote there.
 in_netns() {
     # shellcheck disable=SC2016  # expanded by the inner shell
-    unshare --net --fork env ANSIBLE_HOME="$1/home" ANSIBLE_LOCAL_TEMP="$1/tmp" ANSIBLE_REMOTE_TEMP="$1/tmp" \
+    unshare --net --mount --propagation private --fork \
+        env ROOT="$ROOT" ANSIBLE_HOME="$1/home" ANSIBLE_LOCAL_TEMP="$1/tmp" ANSIBLE_REMOTE_TEMP="$1/tmp" \
         bash -c '
         set -u
-        [ "$(readlink /proc/self/ns/net)" != "$(readlink /proc/1/ns/net)" ] || exit 99
+        # (not /proc/1/ns: unreadable where PID 1 holds capabilities this process lacks)
+        [ -n "$DFW_ROLE_OUTER_NETNS" ] && [ "$(readlink /proc/self/ns/net)" != "$DFW_ROLE_OUTER_NETNS" ] || exit 99
+        [ -n "$DFW_ROLE_OUTER_MNTNS" ] && [ "$(readlink /proc/self/ns/mnt)" != "$DFW_ROLE_OUTER_MNTNS" ] || exit 99
+        ovl=$1/overlay
+        mkdir -p "$ovl" && mount -t tmpfs dfwrole-ovl "$ovl" || exit 97
+        for d in /etc /usr/local /var/lib/apt; do
+            n=$(echo "$d" | tr / _)
+            mkdir "$ovl/u$n" "$ovl/w$n" &&
+                mount -t overlay dfwrole-ovl -o "lowerdir=$d,upperdir=$ovl/u$n,workdir=$ovl/w$n" "$d" || exit 97
+        done
         ip link set lo up &&
             ip link add eth0 type veth peer name eth0-peer && ip link set eth0-peer up &&
             ip addr add 10.204.0.2/24 dev eth0 && ip -6 addr add fd00:204::2/64 dev eth0 nodad &&
             ip link set eth0 up &&
             ip route add default via 10.204.0.1 && ip -6 route add default via fd00:204::1 &&
             ip link add docker0 type bridge && ip link set docker0 up || exit 98
-        cd "$1" && eval "$2"' in-netns "$1" "$2"
+        cd "$1" && eval "$2"
+        rc=$?
+        for d in /etc /usr/local /var/lib/apt; do
+            (cd "$ovl/u$(echo "$d" | tr / _)" && find . -mindepth 1 ! -type d | sed "s|^\.|$d|")
+        done >"$1/writes"
+        exit "$rc"' in-netns "$1" "$2"
 }
 
 # argument spec: bad input stops the play at the role's validation, before the module runs
@@ -146,6 +176,8 @@ portable() {
     out=$(in_netns "$WORK/project" '
         ansible-playbook -i hosts site.yml > run1.log 2>&1; echo "run1=$?"
         ansible-playbook -i hosts site.yml > run2.log 2>&1; echo "run2=$?"
+        grep -qx "ReadWritePaths=$PWD/rules" /etc/systemd/system/docker-firewall.service && echo "rw=rules"
+        jq -e ".persist == true" /etc/docker_firewall/policy.json >/dev/null && echo "policy=persist"
         iptables-save | sed -E "/^#/d; s/\[[0-9]+:[0-9]+\]//" > before-check.rules
         cp rules/rules.v4 before-check.v4
         ansible-playbook -i hosts site.yml --check --diff -e "{\"docker_firewall_ingress\": {\"allow\": [{\"ports\": [8443]}]}}" > run3.log 2>&1
@@ -161,17 +193,112 @@ portable() {
     run3=$(sed -n '/^=== run3/,$p' <<<"$out")
     grep -q '^run1=0$' <<<"$out" && grep -q '^run2=0$' <<<"$out" && grep -q '^run3=0$' <<<"$out" &&
         grep -q '^live=unchanged$' <<<"$out" && grep -q '^file=unchanged$' <<<"$out" &&
-        # run 1 changed, warned that Docker is not running, and said what it did
-        grep -Eq 'localhost +: ok=[0-9]+ +changed=1 .*failed=0' <<<"$run1" &&
+        # persist set: the policy says so, and the service may write the rules files' directory
+        grep -q '^rw=rules$' <<<"$out" && grep -q '^policy=persist$' <<<"$out" &&
+        # run 1 changed (the module, the service's files), warned that Docker is not running, said what it did
+        grep -Eq 'localhost +: ok=[0-9]+ +changed=[1-9] .*failed=0' <<<"$run1" &&
         grep -q "warning: Docker's chains were not found" <<<"$run1" &&
         grep -q '"applied: ipv4: ' <<<"$run1" &&
         # run 2 changed nothing
         grep -Eq 'localhost +: ok=[0-9]+ +changed=0 .*failed=0' <<<"$run2" &&
-        # run 3 (--check --diff, another port) reported the change and showed the diff
-        grep -Eq 'localhost +: ok=[0-9]+ +changed=1 .*failed=0' <<<"$run3" &&
+        # run 3 (--check --diff, another port) reported the change (rules, policy file) and showed the diff
+        grep -Eq 'localhost +: ok=[0-9]+ +changed=2 .*failed=0' <<<"$run3" &&
         grep -q '"would apply: ' <<<"$run3" &&
         grep -q '^+++ after: ipv4 rules owned by docker_firewall' <<<"$run3" &&
         grep -q '^+.*--ctorigdstport 8443' <<<"$run3"
+}
+
+# ---------------------------------------------------------------- the watch service
+# The role with the service (the default), in a fresh network namespace with /etc and /usr/local
+# as throw-away overlays; the host has no systemd as PID 1, so the role installs and does not start.
+# --check --diff on a fresh host reports the files and changes nothing; a run installs them (modes,
+# content), the unit passes systemd-analyze verify, a second run changes nothing, a changed policy
+# rewrites the policy file only; the unit's ExecStart, run as systemd would (unit_exec.py), puts back
+# a flushed chain and leaves the rules in place after SIGTERM; state absent removes files and rules.
+service() {
+    local p=$WORK/project out
+    cat >"$p/svc.yml" <<EOF
+---
+- name: The role with its watch service
+  hosts: all
+  gather_facts: false
+  vars:
+    docker_firewall_install_packages: false
+    docker_firewall_rules_v4: $p/rules/rules.v4
+    docker_firewall_rules_v6: $p/rules/rules.v6
+    docker_firewall_ingress:
+      allow:
+        - ports: [8080]
+          sources: [192.0.2.10]
+  roles:
+    - role: docker_firewall
+EOF
+    # shellcheck disable=SC2016  # expanded by the inner shell
+    out=$(in_netns "$p" '
+        F="/usr/local/sbin/docker_firewall /etc/docker_firewall /etc/docker_firewall/policy.json /etc/systemd/system/docker-firewall.service"
+        rules() { iptables-save | sed -E "/^#/d; s/\[[0-9]+:[0-9]+\]//"; }
+        run() { ansible-playbook -i hosts svc.yml "$@"; }
+        rm -f rules/rules.v4 rules/rules.v6
+        run --check --diff > s1.log 2>&1; echo "s1=$?"
+        for f in $F; do [ -e "$f" ] && echo "s1-exists=$f"; done
+        echo "s1-dfw=$(rules | grep -c DFW-)"
+        run > s2.log 2>&1; echo "s2=$?"
+        stat -c "mode %n %a %U:%G" $F
+        echo "=== policy"; cat /etc/docker_firewall/policy.json; echo "=== end"
+        echo "=== unit"; cat /etc/systemd/system/docker-firewall.service; echo "=== end"
+        systemd-analyze verify /etc/systemd/system/docker-firewall.service > verify.log 2>&1
+        echo "verify=$? lines=$(wc -l < verify.log)"; cat verify.log
+        run > s3.log 2>&1; echo "s3=$?"
+        cmp -s /usr/local/sbin/docker_firewall library/docker_firewall && echo "binary=same"
+        run -e "{\"docker_firewall_ingress\": {\"allow\": [{\"ports\": [8443]}]}}" > s4.log 2>&1; echo "s4=$?"
+        grep -q 8443 /etc/docker_firewall/policy.json && echo "policy=updated"
+        rules > applied.rules
+        iptables -F DFW-INGRESS-POLICY && echo "flushed=$(rules | grep -c "^-A DFW-INGRESS-POLICY")"
+        python3 "$ROOT/tests/role/unit_exec.py" /etc/systemd/system/docker-firewall.service --run 2 > exec.log 2>&1
+        echo "exec=$?"; cat exec.log
+        rules > after-exec.rules
+        cmp -s applied.rules after-exec.rules && echo "after-exec=same"
+        run -e docker_firewall_state=absent > s5.log 2>&1; echo "s5=$?"
+        for f in $F; do [ -e "$f" ] && echo "s5-exists=$f"; done
+        echo "s5-dfw=$(rules | grep -c DFW-)"
+        for f in s1 s2 s3 s4 s5; do echo "=== $f"; cat "$f.log"; done')
+    echo "$out"
+    local s1 s2 s3 s4 s5 policy
+    s1=$(sed -n '/^=== s1$/,/^=== s2$/p' <<<"$out")
+    s2=$(sed -n '/^=== s2$/,/^=== s3$/p' <<<"$out")
+    s3=$(sed -n '/^=== s3$/,/^=== s4$/p' <<<"$out")
+    s4=$(sed -n '/^=== s4$/,/^=== s5$/p' <<<"$out")
+    s5=$(sed -n '/^=== s5$/,$p' <<<"$out")
+    policy=$(sed -n '/^=== policy$/,/^=== end$/p' <<<"$out" | sed '1d;$d')
+    # --check --diff on a fresh host: reports the files (their diff) and the rules, changes nothing
+    grep -q '^s1=0$' <<<"$out" && ! grep -q '^s1-exists=' <<<"$out" && grep -q '^s1-dfw=0$' <<<"$out" &&
+        grep -Eq 'localhost +: ok=[0-9]+ +changed=[4-9] .*failed=0' <<<"$s1" &&
+        grep -q '^+ExecStart=/usr/local/sbin/docker_firewall watch --policy /etc/docker_firewall/policy.json' <<<"$s1" &&
+        grep -q '^+    "persist": false' <<<"$s1" &&
+        grep -q '"would apply: ' <<<"$s1" &&
+        # the run installed the files with their modes, warned that no systemd runs here
+        grep -q '^s2=0$' <<<"$out" &&
+        grep -q '^mode /usr/local/sbin/docker_firewall 755 root:root$' <<<"$out" &&
+        grep -q '^mode /etc/docker_firewall 700 root:root$' <<<"$out" &&
+        grep -q '^mode /etc/docker_firewall/policy.json 600 root:root$' <<<"$out" &&
+        grep -q '^mode /etc/systemd/system/docker-firewall.service 644 root:root$' <<<"$out" &&
+        grep -q 'was installed but not started' <<<"$s2" &&
+        grep -q '"applied: ipv4: ' <<<"$s2" &&
+        jq -e --arg r "$p/rules" '.state == "present" and .persist == false and .rules_v4 == ($r + "/rules.v4")
+            and .ingress.allow[0].ports == [8080] and .ingress.allow[0].sources == ["192.0.2.10"]
+            and .strategy == "docker_user"' <<<"$policy" >/dev/null &&
+        grep -q '^verify=0 lines=0$' <<<"$out" &&
+        # idempotent; the binary is the module
+        grep -q '^s3=0$' <<<"$out" && grep -Eq 'localhost +: ok=[0-9]+ +changed=0 .*failed=0' <<<"$s3" &&
+        grep -q '^binary=same$' <<<"$out" &&
+        # a changed policy: the policy file and the rules change, nothing else
+        grep -q '^s4=0$' <<<"$out" && grep -q '^policy=updated$' <<<"$out" &&
+        grep -Eq 'localhost +: ok=[0-9]+ +changed=2 .*failed=0' <<<"$s4" &&
+        # the unit's command: ready (READY=1), repaired the flushed chain, exit 0 on SIGTERM, rules stay
+        grep -q '^flushed=0$' <<<"$out" && grep -q '^exec=0$' <<<"$out" && grep -q '^after-exec=same$' <<<"$out" &&
+        # state absent: the service's files and the rules are gone
+        grep -q '^s5=0$' <<<"$out" && ! grep -q '^s5-exists=' <<<"$out" && grep -q '^s5-dfw=0$' <<<"$out" &&
+        grep -Eq 'localhost +: ok=[0-9]+ +changed=[2-9] .*failed=0' <<<"$s5"
 }
 
 # ---------------------------------------------------------------- the example of docs/role.md
@@ -234,8 +361,11 @@ molecule_check() {
     bash tests/role/molecule.sh check test 2>&1 | tee "$WORK/molecule-check.log"
     rc=${PIPESTATUS[0]}
     [ "$rc" = 0 ] || return "$rc"
-    # the check action printed the module's diff (ansible-playbook --check --diff)
-    grep -q '^+++ after: ipv4 rules owned by docker_firewall' "$WORK/molecule-check.log" &&
+    # the check action printed the module's diff (ansible-playbook --check --diff), and the service's
+    grep -q '^+ExecStart=/usr/local/sbin/docker_firewall watch --policy /etc/docker_firewall/policy.json' \
+        "$WORK/molecule-check.log" &&
+        grep -q '^+    "persist": false' "$WORK/molecule-check.log" &&
+        grep -q '^+++ after: ipv4 rules owned by docker_firewall' "$WORK/molecule-check.log" &&
         grep -q '^+++ after: ipv6 rules owned by docker_firewall' "$WORK/molecule-check.log" &&
         grep -q '"would apply: ' "$WORK/molecule-check.log"
 }
@@ -254,6 +384,7 @@ step "ansible-doc renders the role's argument spec" role_doc
 if step "a project with the role copied and library/ beside the playbook" make_project; then
     step "argument spec stops misspelled role input before the module runs" bad_input
     step "copied role: applies, idempotent, --check --diff reports and changes nothing" portable
+    step "the watch service: --check --diff, install, verify, idempotent, its command runs, absent removes" service
 fi
 step "docs/role.md shows the example files verbatim (tests/role/example)" example_in_docs
 step "docs/role.md example runs: --check --diff previews, applies, idempotent" example_runs

@@ -20,7 +20,9 @@
 # packet was DNAT-ed to the container, the bridge gateway address means docker-proxy served it.
 #
 # Settings: DK_PREFIX (namespace names), DK_DIR (work dir), DK_BACKEND=nft|legacy (the iptables the
-# daemon uses), DK_PROXY=on|off (--userland-proxy), DK_PROBE_TIMEOUT (seconds, default 2).
+# daemon uses), DK_PROXY=on|off (--userland-proxy), DK_PROBE_TIMEOUT (seconds, default 2),
+# DK_ENGINE=20|28 (Debian 12's docker.io 20.10, or Debian unstable's 28.x unpacked by
+# dk_docker28_fetch under DFW_DOCKER28_ROOT; the 20.10 client talks to both).
 
 DK_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DK_ROOT=$(cd "$DK_LIB_DIR/../.." && pwd)
@@ -39,6 +41,7 @@ DK_DOCKER_BIN=/usr/bin/docker # Debian's docker.io client (20.10); /usr/local/bi
 DK_PREFIX=${DK_PREFIX:-dfwdk$$}
 DK_BACKEND=${DK_BACKEND:-nft}
 DK_PROXY=${DK_PROXY:-on}
+DK_ENGINE=${DK_ENGINE:-20}
 DK_PROBE_TIMEOUT=${DK_PROBE_TIMEOUT:-2}
 NS_SW=$DK_PREFIX-sw
 NS_HOST=$DK_PREFIX-host
@@ -46,6 +49,7 @@ NS_ALLOWED=$DK_PREFIX-allowed
 NS_STRANGER=$DK_PREFIX-stranger
 NS_INET=$DK_PREFIX-internet
 DK_WRAPPER_PID=
+DK_DAEMON_PROXY=
 DK_HAD_PLUGINS=
 DK_HAD_CONTAINERD=
 
@@ -68,8 +72,66 @@ dk_install_packages() {
     [ "${#missing[@]}" -eq 0 ] && return 0
     echo "# installing ${missing[*]} (apt-get, --no-install-recommends)"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq </dev/null >/dev/null &&
-        apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null >/dev/null
+    dk_apt_get update -qq </dev/null >/dev/null &&
+        dk_apt_get install -y -qq --no-install-recommends "${missing[@]}" </dev/null >/dev/null
+}
+
+# dk_apt_get args... — apt-get that waits (up to 10 minutes) while another apt or dpkg run holds a lock
+dk_apt_get() {
+    local _ err rc
+    err=$(mktemp)
+    for _ in $(seq 1 120); do
+        apt-get -o DPkg::Lock::Timeout=600 "$@" 2>"$err"
+        rc=$?
+        # apt-get update has no lock timeout for the lists lock: retry while another apt runs
+        if [ "$rc" = 0 ] || ! grep -q 'Could not get lock' "$err"; then break; fi
+        sleep 5
+    done
+    cat "$err" >&2
+    rm -f "$err"
+    return "$rc"
+}
+
+# ---------------------------------------------------------------- a Docker 28 engine (unpacked)
+# Debian's unstable suite carries docker.io 28.x (with containerd 2.x); its binaries run on Debian
+# 12's libc except runc (Debian 12's /usr/sbin/runc is used). Nothing is installed: the .debs are
+# downloaded with a private apt configuration (own sources list, lists and cache directories; the
+# machine's apt state is not touched) and unpacked under $DK_DOCKER28_CACHE/root, once; later runs
+# reuse it. (shared/reference/real-docker-in-a-namespace.md has the recipe.)
+DK_DOCKER28_CACHE=${DFW_DOCKER28_CACHE:-/var/cache/docker_firewall-tests/docker28}
+DK_DOCKER28_PACKAGES=(docker.io containerd tini)
+
+# dk_docker28_fetch — the unpacked engine under $DK_DOCKER28_CACHE/root (downloaded when missing);
+# exports DFW_DOCKER28_ROOT (the directory holding usr/sbin/dockerd) for the other suites
+dk_docker28_fetch() {
+    local c=$DK_DOCKER28_CACHE
+    mkdir -p "$c" || return 1
+    (
+        flock -w 900 9 || { echo "# $c/.lock: another run holds it for 15 minutes" >&2; exit 1; }
+        if [ -f "$c/root/.complete" ] && [ -x "$c/root/usr/sbin/dockerd" ]; then exit 0; fi
+        local mirror apt d v
+        mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n 1 | cut -d' ' -f1)
+        [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $2 !~ /^\[/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null)
+        [ -n "$mirror" ] || mirror=http://deb.debian.org/debian
+        rm -rf "$c/lists" "$c/debs" "$c/apt-cache" "$c/root.new"
+        mkdir -p "$c/lists/partial" "$c/debs" "$c/apt-cache/archives/partial" "$c/root.new" || exit 1
+        echo "deb $mirror sid main" >"$c/sources.list"
+        apt=(-o "Dir::Etc::sourcelist=$c/sources.list" -o Dir::Etc::sourceparts=- -o "Dir::State::Lists=$c/lists"
+            -o "Dir::Cache=$c/apt-cache" -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache=
+            -o APT::Sandbox::User=root)
+        echo "# downloading Debian unstable's ${DK_DOCKER28_PACKAGES[*]} from $mirror (unpacked, not installed)"
+        apt-get "${apt[@]}" -qq update </dev/null || exit 1
+        (cd "$c/debs" && apt-get "${apt[@]}" -qq download "${DK_DOCKER28_PACKAGES[@]}" </dev/null) || exit 1
+        for d in "$c"/debs/*.deb; do dpkg -x "$d" "$c/root.new" || exit 1; done
+        # Debian 12's runc: unstable's needs a newer libc
+        rm -f "$c/root.new/usr/sbin/runc" "$c/root.new/usr/bin/runc"
+        v=$("$c/root.new/usr/sbin/dockerd" --version 2>&1) || { echo "# the unpacked dockerd does not run: $v" >&2; exit 1; }
+        echo "# unpacked: $v ($(cd "$c/debs" && echo *.deb))"
+        case $v in *" 28."*) ;; *) echo "# note: Debian unstable's docker.io is no longer 28.x: $v" ;; esac
+        rm -rf "$c/root" "$c/lists" "$c/apt-cache" "$c/debs"
+        mv "$c/root.new" "$c/root" && touch "$c/root/.complete"
+    ) 9>"$c/.lock" || return 1
+    export DFW_DOCKER28_ROOT=$c/root
 }
 
 # dk_module_ready — .venv/bin/ansible-playbook and library/docker_firewall are there (else run
@@ -190,6 +252,19 @@ dk_kill_ns_pids() {
 }
 
 # ---------------------------------------------------------------- dockerd
+# dk_engine_path — the directories that hold the engine's dockerd, containerd, docker-proxy and
+# docker-init, first in the daemon's PATH: Debian 12's (20.10) or the unpacked 28 (DK_ENGINE=28)
+dk_engine_path() {
+    if [ "$DK_ENGINE" = 28 ]; then
+        printf '%s' "${DFW_DOCKER28_ROOT:-$DK_DOCKER28_CACHE/root}/usr/sbin:${DFW_DOCKER28_ROOT:-$DK_DOCKER28_CACHE/root}/usr/bin:/usr/sbin"
+    else
+        printf '%s' /usr/sbin
+    fi
+}
+
+# dk_dockerd_version — "Docker version ..." of the engine DK_ENGINE selects
+dk_dockerd_version() { PATH="$(dk_engine_path):$PATH" dockerd --version 2>&1; }
+
 # dk_daemon_config — daemon.json and the wrapper that starts dockerd inside the host namespace
 dk_daemon_config() {
     local proxy=true
@@ -223,7 +298,7 @@ HOLD=$DK_DIR/cg
 mkdir -p "\$HOLD"; mount --rbind /sys/fs/cgroup "\$HOLD"
 mount -t sysfs sysfs /sys
 mount --rbind "\$HOLD" /sys/fs/cgroup; umount -l "\$HOLD"
-export PATH=$DK_DIR/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export PATH=$DK_DIR/bin:$(dk_engine_path)/usr/sbin:/usr/bin:/sbin:/bin
 exec dockerd --config-file "$DK_DIR/daemon.json" --data-root "$DK_DIR/data" --exec-root "$DK_DIR/exec" \\
      --pidfile "$DK_DIR/docker.pid" -H "unix://$DK_DIR/docker.sock"
 EOF
@@ -238,10 +313,12 @@ dk_daemon_start() {
     [ -n "$DK_HAD_CONTAINERD" ] || DK_HAD_CONTAINERD=$([ -e /run/containerd ] && echo yes || echo no)
     dk_daemon_config
     rm -f "$DK_DIR/docker.pid"
-    echo "=== dockerd start $(date +%T) backend=$DK_BACKEND proxy=$DK_PROXY" >>"$DK_DIR/dockerd.log"
+    echo "=== dockerd start $(date +%T) engine=$DK_ENGINE backend=$DK_BACKEND proxy=$DK_PROXY" >>"$DK_DIR/dockerd.log"
     nsenter --net="/run/netns/$NS_HOST" unshare --mount --propagation slave --fork \
         "$DK_DIR/dockerd-in-ns.sh" >>"$DK_DIR/dockerd.log" 2>&1 </dev/null &
     DK_WRAPPER_PID=$!
+    # shellcheck disable=SC2034  # read by tests/docker/watch.sh
+    DK_DAEMON_PROXY=$DK_PROXY # what the running daemon was started with
     local _
     for _ in $(seq 1 120); do
         if dk_docker version >/dev/null 2>&1; then return 0; fi

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# tests/docker/run.sh — end-to-end tests against a REAL Docker daemon (Debian docker.io 20.10),
-# confined to network namespaces (topology: tests/docker/lib.sh), driven by ansible-playbook.
+# tests/docker/run.sh — end-to-end tests against REAL Docker daemons (Debian 12's docker.io 20.10, and
+# Debian unstable's docker.io 28.x unpacked under /var/cache/docker_firewall-tests/docker28, see
+# tests/docker/lib.sh), confined to network namespaces (topology: tests/docker/lib.sh), driven by
+# ansible-playbook and by `docker_firewall watch`.
 #
-# For each iptables backend the daemon uses (nft, then legacy):
+# For each engine (20.10, then 28) and each iptables backend the daemon uses (nft, then legacy):
 #   1. dockerd with the userland proxy ON (Docker's default); three containers publishing ports on
 #      docker0, on a user-defined br-* network and on a network whose bridge has a custom name.
 #      The hole first: before any policy, the stranger reaches every published port.
@@ -17,25 +19,40 @@
 #      fresh one gets the persisted rules.v4/rules.v6 (iptables-restore, as netfilter-persistent does
 #      at boot), then dockerd starts and brings the containers back, while both clients probe
 #      continuously: the stranger never connects, the allowed client gets through.
+#   5. The watch (tests/docker/watch.sh): `docker_firewall watch` in the host's namespace while both
+#      clients probe every published port every 0.2 s: a container published after it started (proxy
+#      on and off), dockerd restarts, hooks deleted and DFW- chains flushed by hand, SIGTERM, a
+#      simulated reboot with the watch started before dockerd. Prints "# figure: ..." lines (the
+#      longest time the stranger could connect) and checks them against issue 9's limits.
+# Docker 28 runs a reduced matrix (strategy docker_user only, steps 2-4) and the whole watch part;
+# 20.10 runs everything. About 20 minutes in all.
 #
 # Prints "ok - ..." / "not ok - ..." per check and finally "N passed, N failed"; exit status 1 on any
 # failure. Root only. Installs what it needs on a fresh Debian 12 (policy-rc.d first, so no package
 # starts a daemon in the machine's own namespace; then scripts/setup for .venv and the binary).
 # Nothing here changes the machine's own firewall, routes or links.
 #
-# Environment: DFW_E2E_BACKENDS (default "nft legacy"), DFW_E2E_STRATEGIES (default all three),
-#   DFW_E2E_REBOOT_STRATEGIES (default "docker_user both"); "-" for none. DFW_E2E_KEEP=1 (keep the work dir),
-#   DK_VERBOSE=1.
+# Environment: DFW_E2E_ENGINES (default "20 28"), DFW_E2E_BACKENDS (default "nft legacy"),
+#   DFW_E2E_STRATEGIES (default all three), DFW_E2E_REBOOT_STRATEGIES (default "docker_user both"),
+#   DFW_E2E_STRATEGIES_28 and DFW_E2E_REBOOT_STRATEGIES_28 (default "docker_user"); "-" for none.
+#   DFW_E2E_WATCH=0 skips the watch part; DFW_WATCH_STRATEGY_20 (default "both": Docker 20.10 has no
+#   IPv6 DOCKER-USER jump) and DFW_WATCH_STRATEGY_28 (default "docker_user"); DFW_WATCH_RESYNC (default
+#   2 s). DFW_BIN: the binary for the watch (default target/x86_64-unknown-linux-gnu/release/
+#   docker_firewall, else library/docker_firewall). DFW_DOCKER28_CACHE: where Docker 28 is unpacked.
+#   DFW_E2E_KEEP=1 (keep the work dir), DK_VERBOSE=1.
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
+read -r -a ENGINES <<<"${DFW_E2E_ENGINES:-20 28}"
 read -r -a BACKENDS <<<"${DFW_E2E_BACKENDS:-nft legacy}"
-read -r -a STRATEGIES <<<"${DFW_E2E_STRATEGIES:-docker_user prerouting both}"
-read -r -a REBOOT_STRATEGIES <<<"${DFW_E2E_REBOOT_STRATEGIES:-docker_user both}"
-# "-" runs none (quicker iterations)
-[ "${STRATEGIES[0]:-}" = - ] && STRATEGIES=()
-[ "${REBOOT_STRATEGIES[0]:-}" = - ] && REBOOT_STRATEGIES=()
+read -r -a STRATEGIES_20 <<<"${DFW_E2E_STRATEGIES:-docker_user prerouting both}"
+read -r -a REBOOT_STRATEGIES_20 <<<"${DFW_E2E_REBOOT_STRATEGIES:-docker_user both}"
+read -r -a STRATEGIES_28 <<<"${DFW_E2E_STRATEGIES_28:-docker_user}"
+read -r -a REBOOT_STRATEGIES_28 <<<"${DFW_E2E_REBOOT_STRATEGIES_28:-docker_user}"
+WATCH=${DFW_E2E_WATCH:-1}
+DFW_BIN=${DFW_BIN:-$ROOT/target/x86_64-unknown-linux-gnu/release/docker_firewall}
+[ -x "$DFW_BIN" ] || DFW_BIN=$ROOT/library/docker_firewall
 
 PASSED=0
 FAILED=0
@@ -66,6 +83,8 @@ DK_DIR=$WORK/lab
 export DK_PREFIX=dfwe2e$$ # read by lib.sh
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
+# shellcheck source=watch.sh
+. "$HERE/watch.sh"
 
 cleanup() {
     dk_cleanup
@@ -84,10 +103,24 @@ if ! dk_module_ready >"$WORK/setup.log" 2>&1; then
         "$(tail -20 "$WORK/setup.log")"
     finish
 fi
-for b in dockerd containerd runc curl nsenter unshare jq "$DK_DOCKER_BIN"; do
+for b in dockerd containerd runc curl nsenter unshare jq flock python3 "$DK_DOCKER_BIN"; do
     command -v "$b" >/dev/null 2>&1 || { not_ok "preflight: $b is not installed"; finish; }
 done
-echo "# dockerd: $(dockerd --version 2>/dev/null); module: $ROOT/library/docker_firewall; work dir: $WORK"
+if [[ " ${ENGINES[*]} " == *" 28 "* ]]; then
+    # Debian unstable's docker.io 28 and containerd 2, unpacked once (cached; exports DFW_DOCKER28_ROOT)
+    t0=$SECONDS
+    if dk_docker28_fetch >"$WORK/docker28.log" 2>&1; then
+        echo "# Docker 28 engine: $DFW_DOCKER28_ROOT ($(DK_ENGINE=28 dk_dockerd_version); $((SECONDS - t0)) s)"
+    else
+        not_ok "preflight: Debian unstable's docker.io 28 unpacked under $DK_DOCKER28_CACHE" "$(tail -20 "$WORK/docker28.log")"
+        mapfile -t ENGINES < <(printf '%s\n' "${ENGINES[@]}" | grep -vx 28)
+    fi
+fi
+echo "# dockerd: $(dockerd --version 2>/dev/null); module: $ROOT/library/docker_firewall; watch: $DFW_BIN; work dir: $WORK"
+if [ "$WATCH" = 1 ] && ! "$DFW_BIN" watch --help >/dev/null 2>&1; then
+    not_ok "preflight: $DFW_BIN has the watch subcommand (scripts/setup builds it)"
+    WATCH=0
+fi
 
 # the role when it is there (docker_firewall_* variables), else the module directly
 ROLES_PATH=$ROOT/roles
@@ -213,7 +246,7 @@ check_matrix() {
         warned=$(warned_v6)
         if [ "$fam" = 6 ] && [ "$strategy" = docker_user ] && [ -n "$warned" ]; then
             ok "$label: stranger still reaches ${DK_PORTS[*]} over IPv6, as the module warned (Docker 20.10 has no IPv6 DOCKER-USER jump) # known limitation"
-            key="$BACKEND: strategy docker_user does not filter IPv6 on Docker 20.10 (ip6tables: true): the stranger reaches the published ports over IPv6; the module warns"
+            key="$LAB: strategy docker_user does not filter IPv6 on Docker 20.10 (ip6tables: true): the stranger reaches the published ports over IPv6; the module warns"
             [[ " ${KNOWN[*]} " == *"$key"* ]] || KNOWN+=("$key")
         else
             not_ok "$label: stranger reaches none of ${DK_PORTS[*]} over IPv$fam" "${bad[@]}" "$(hooks_diag "$fam")"
@@ -274,7 +307,7 @@ check_v6_dnat() {
     done
     if [ "$BACKEND" = legacy ]; then
         echo "# skip - ${T}IPv6 checks: Docker wrote IPv6 DNAT rules for only $n of ${#DK_PORTS[@]} ports (ip6tables-legacy -C reports a different DNAT rule as present, so dockerd skips the append)"
-        SKIPPED+=("$BACKEND, proxy $DK_PROXY: IPv6 probes (Docker wrote $n of ${#DK_PORTS[@]} IPv6 DNAT rules: ip6tables-legacy -C bug)")
+        SKIPPED+=("$LAB, proxy $DK_PROXY: IPv6 probes (Docker wrote $n of ${#DK_PORTS[@]} IPv6 DNAT rules: ip6tables-legacy -C bug)")
         FAMS=4
         return 0
     fi
@@ -285,7 +318,7 @@ check_v6_dnat() {
 proxy_procs() {
     local p n=0
     for p in $(ip netns pids "$NS_HOST" 2>/dev/null); do
-        tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q '^/usr/sbin/docker-proxy ' && n=$((n + 1))
+        tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qE '^[^ ]*/docker-proxy ' && n=$((n + 1))
     done
     echo "$n"
 }
@@ -295,7 +328,7 @@ proxy_procs() {
 strategy_cycle() {
     local s=$1 restart=$2 before dir
     CUR_STRATEGY=$s
-    T="$BACKEND, proxy $DK_PROXY, $s: "
+    T="$LAB, proxy $DK_PROXY, $s: "
     RULES_DIR=$(mktemp -d "$WORK/rules.XXXXXX")
 
     # check mode with diff: reports the change, shows it, touches nothing
@@ -375,7 +408,7 @@ strategy_cycle() {
 reboot_cycle() {
     local s=$1 dir f r4 r6 first_allowed n_before
     CUR_STRATEGY=$s
-    T="$BACKEND, reboot, $s: "
+    T="$LAB, reboot, $s: "
     RULES_DIR=$(mktemp -d "$WORK/rules.XXXXXX")
     play_changed "apply before the reboot" true present "$s" || return 0
     LAST_APPLY_RES=$RES
@@ -454,16 +487,32 @@ MATRIX_SPECS=("${ALLOWED_SPECS[@]}" "${STRANGER_SPECS[@]}")
 LAST_APPLY_RES=
 CUR_STRATEGY=
 
+for ENGINE in "${ENGINES[@]}"; do
+export DK_ENGINE=$ENGINE
+if [ "$ENGINE" = 28 ]; then
+    STRATEGIES=("${STRATEGIES_28[@]}") REBOOT_STRATEGIES=("${REBOOT_STRATEGIES_28[@]}")
+    WATCH_STRATEGY=${DFW_WATCH_STRATEGY_28:-docker_user}
+    ENGINE_TAG="docker 28, "
+else
+    STRATEGIES=("${STRATEGIES_20[@]}") REBOOT_STRATEGIES=("${REBOOT_STRATEGIES_20[@]}")
+    WATCH_STRATEGY=${DFW_WATCH_STRATEGY_20:-both}
+    ENGINE_TAG="docker 20.10, "
+fi
+# "-" runs none (quicker iterations)
+[ "${STRATEGIES[0]:-}" = - ] && STRATEGIES=()
+[ "${REBOOT_STRATEGIES[0]:-}" = - ] && REBOOT_STRATEGIES=()
+echo "# engine: $(dk_dockerd_version)"
 for BACKEND in "${BACKENDS[@]}"; do
+    LAB="$ENGINE_TAG$BACKEND"
     START=$SECONDS
     export DK_BACKEND=$BACKEND DK_PROXY=on
     FAMS="4 6"
-    T="$BACKEND: "
+    T="$LAB: "
     rm -rf "$DK_DIR"
     if ! { dk_net_up && dk_daemon_start && dk_image && dk_containers && dk_wait_up 60 &&
-        dk_wait_open "$NS_ALLOWED" allowed 30; } >"$WORK/up.$BACKEND.log" 2>&1; then
-        not_ok "a real dockerd ($BACKEND) runs in the namespace with three containers" \
-            "$(tail -20 "$WORK/up.$BACKEND.log")" "$(tail -20 "$DK_DIR/dockerd.log" 2>/dev/null)"
+        dk_wait_open "$NS_ALLOWED" allowed 30; } >"$WORK/up.$ENGINE.$BACKEND.log" 2>&1; then
+        not_ok "a real dockerd ($ENGINE, $BACKEND) runs in the namespace with three containers" \
+            "$(tail -20 "$WORK/up.$ENGINE.$BACKEND.log")" "$(tail -20 "$DK_DIR/dockerd.log" 2>/dev/null)"
         dk_cleanup
         continue
     fi
@@ -478,7 +527,7 @@ for BACKEND in "${BACKENDS[@]}"; do
     if [ "$n" -ge 6 ]; then ok "docker-proxy runs for every published port ($n processes)"; else not_ok "docker-proxy runs ($n processes)"; fi
 
     # the hole, before any policy
-    dir=$WORK/probe.hole.$BACKEND
+    dir=$WORK/probe.hole.$ENGINE.$BACKEND
     dk_probe_many "$dir" "${STRANGER_SPECS[@]}"
     bad=()
     for f in "$dir"/*; do who_ok "$(cat "$f")" "$DK_STRANGER4" || who_ok "$(cat "$f")" "$DK_STRANGER6" || bad+=("$(basename "$f"): $(cat "$f")"); done
@@ -493,10 +542,12 @@ for BACKEND in "${BACKENDS[@]}"; do
 
     # userland proxy off (daemon.json), restart
     DK_PROXY=off
-    T="$BACKEND, proxy off: "
-    dk_daemon_stop
+    T="$LAB, proxy off: "
     step=start
-    if dk_daemon_start && step=containers && dk_wait_up 60 && step=reachable &&
+    [ "${#STRATEGIES[@]}" -gt 0 ] && dk_daemon_stop
+    if [ "${#STRATEGIES[@]}" = 0 ]; then
+        :
+    elif dk_daemon_start && step=containers && dk_wait_up 60 && step=reachable &&
         { check_v6_dnat || true; } && dk_wait_open "$NS_ALLOWED" allowed 30 "$FAMS"; then
         n=$(proxy_procs)
         if [ "$n" = 0 ]; then ok "dockerd restarted with userland-proxy false: no docker-proxy runs"; else not_ok "no docker-proxy runs with userland-proxy false ($n)"; fi
@@ -511,9 +562,16 @@ for BACKEND in "${BACKENDS[@]}"; do
     FAMS="4 6"
     for s in "${REBOOT_STRATEGIES[@]}"; do reboot_cycle "$s"; done
 
+    # the watch service's command on this engine and backend (tests/docker/watch.sh)
+    if [ "$WATCH" = 1 ]; then
+        T="$LAB: "
+        watch_suite "$WATCH_STRATEGY"
+    fi
+
     T=""
     dk_cleanup
-    echo "# $BACKEND done in $((SECONDS - START)) s"
+    echo "# $LAB done in $((SECONDS - START)) s"
+done
 done
 
 finish

@@ -3,7 +3,7 @@
 //! must plan to nothing.
 
 use crate::core::args::parse_args_text;
-use crate::core::desired::{DockerFacts, desired_state};
+use crate::core::desired::{DockerFacts, PublishedPort, desired_state};
 use crate::core::owned::{DesiredState, LiveState};
 use crate::core::plan::{FamilyPlan, plan, rollback_input};
 use crate::core::policy::{Backend, BackendChoice, Config, Family, State, Strategy};
@@ -38,6 +38,9 @@ pub struct Report {
     pub plan: BTreeMap<String, Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<Vec<DiffEntry>>,
+    /// The host ports Docker's rules publish now (both families), for the watch service's memory.
+    #[serde(skip)]
+    pub published: Vec<PublishedPort>,
 }
 
 /// Runs the module with the args file at `args_path` and returns the JSON text to print.
@@ -214,6 +217,17 @@ fn failing_line(stderr: &str) -> Option<usize> {
 }
 
 pub fn run(config: &Config, system: &dyn System) -> Result<Report> {
+    run_with(config, system, &[])
+}
+
+/// A run that also guards `remembered` ports: the watch service passes the ports Docker published
+/// before a reboot until Docker's API answers again, so that docker-proxy, which Docker starts
+/// before the watcher hears of the container, never serves them unguarded.
+pub fn run_with(
+    config: &Config,
+    system: &dyn System,
+    remembered: &[PublishedPort],
+) -> Result<Report> {
     // Held until the read-back is verified and the files are written: overlapping runs queue.
     let _lock = system
         .lock_run(std::time::Duration::from_secs(config.lock_timeout))
@@ -257,7 +271,16 @@ pub fn run(config: &Config, system: &dyn System) -> Result<Report> {
         .map(|(family, text)| Ok((*family, parse_saved(text, *family, backend)?)))
         .collect::<Result<Vec<_>>>()?;
     let saw_docker = rulesets.iter().any(|(_, r)| has_docker_chains(r));
-    let facts: Vec<DockerFacts> = rulesets.iter().map(|(_, r)| DockerFacts::read(r)).collect();
+    let mut facts: Vec<DockerFacts> = rulesets.iter().map(|(_, r)| DockerFacts::read(r)).collect();
+    let mut published: Vec<PublishedPort> =
+        facts.iter().flat_map(|f| f.published.clone()).collect();
+    published.sort();
+    published.dedup();
+    if !remembered.is_empty()
+        && let Some(first) = facts.first_mut()
+    {
+        first.published.extend(remembered.iter().cloned());
+    }
     if config.state == State::Present && config.audit && !config.log.enabled {
         warnings.push(
             "audit is on and log.enabled is off: nothing is denied and nothing is logged".into(),
@@ -360,6 +383,7 @@ pub fn run(config: &Config, system: &dyn System) -> Result<Report> {
         warnings,
         plan,
         diff,
+        published,
     })
 }
 

@@ -6,7 +6,7 @@ use docker_firewall::cli::policy_file;
 use docker_firewall::core::policy::{Backend, Family};
 use docker_firewall::system::events::Trigger;
 use docker_firewall::system::fake::FakeSystem;
-use docker_firewall::watch::Watcher;
+use docker_firewall::watch::{Memory, Watcher};
 use serde_json::json;
 use std::cell::RefCell;
 use std::path::Path;
@@ -54,6 +54,7 @@ fn watch(fake: &FakeSystem, triggers: Vec<Trigger>, on_log: &dyn Fn(&str)) -> Ve
         on_ready: &ready,
         policy_text: fake.files.borrow().get(Path::new(POLICY)).cloned(),
         last_attempt: Instant::now(),
+        memory: Memory::load(None, fake).0,
     };
     for t in triggers {
         tx.send(t).expect("queue");
@@ -199,4 +200,59 @@ fn a_held_run_lock_fails_the_run_naming_the_holder_and_changes_nothing() {
     );
     assert_eq!(fake.saves.get(), 0, "nothing read before the lock");
     assert_eq!(fake.dump(Family::Ipv4, Backend::Nft), before);
+}
+
+#[test]
+fn remembered_ports_are_guarded_until_dockers_api_answers() {
+    const STATE: &str = "/var/lib/docker_firewall/published-ports.json";
+    let fake = machine(policy(8080));
+    fake.files.borrow_mut().insert(
+        STATE.into(),
+        json!({"published": [{"proto": "tcp", "port": "9999"}]}).to_string(),
+    );
+    let lines = RefCell::new(Vec::new());
+    let log = |line: &str| lines.borrow_mut().push(line.to_string());
+    let ready = |_: &str| {};
+    let (tx, rx) = channel();
+    let mut watcher = Watcher {
+        system: &fake,
+        policy: POLICY.into(),
+        config: policy_file::load(Path::new(POLICY), &fake).expect("policy loads"),
+        resync: Duration::from_secs(3600),
+        log: &log,
+        on_ready: &ready,
+        policy_text: fake.files.borrow().get(Path::new(POLICY)).cloned(),
+        last_attempt: Instant::now(),
+        memory: Memory::load(Some(STATE.into()), &fake).0,
+    };
+    // Boot: Docker not up yet. The start converge guards the remembered port.
+    tx.send(Trigger::Stop("SIGTERM".into())).expect("queue");
+    watcher.run(&rx).expect("ends");
+    assert!(
+        fake.dump(Family::Ipv6, Backend::Nft).contains("9999"),
+        "{}",
+        fake.dump(Family::Ipv6, Backend::Nft)
+    );
+    // Docker comes up and publishes 8080 only: its rules are the truth from now on.
+    fake.apply(
+        Family::Ipv4,
+        Backend::Nft,
+        "*nat\n:DOCKER - [0:0]\n-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.200.1.2:80\nCOMMIT\n",
+    )
+    .expect("docker publishes");
+    tx.send(Trigger::DockerConnected).expect("queue");
+    tx.send(Trigger::Stop("SIGTERM".into())).expect("queue");
+    watcher.run(&rx).expect("ends");
+    let v6 = fake.dump(Family::Ipv6, Backend::Nft);
+    assert!(!v6.contains("9999") && v6.contains("8080"), "{v6}");
+    let saved = fake
+        .files
+        .borrow()
+        .get(Path::new(STATE))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        saved.contains("\"8080\"") && !saved.contains("9999"),
+        "{saved}"
+    );
 }

@@ -55,6 +55,11 @@ pub enum Command {
         /// Docker's API socket (default: DOCKER_HOST when it is unix://..., else /var/run/docker.sock).
         #[arg(long, value_name = "PATH")]
         docker_socket: Option<PathBuf>,
+        /// Remember the ports Docker publishes in FILE, and guard them at the next start until
+        /// Docker's API answers (a reboot: docker-proxy listens before the watcher hears of the
+        /// container). The systemd unit uses /var/lib/docker_firewall/published-ports.json.
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
     },
 }
 
@@ -83,6 +88,7 @@ pub fn main(args: Vec<String>) -> i32 {
             policy,
             resync,
             docker_socket,
-        } => crate::watch::main(&policy, resync, docker_socket),
+            state,
+        } => crate::watch::main(&policy, resync, docker_socket, state),
     }
 }

@@ -38,7 +38,7 @@ const REPLIES: &str = "-m conntrack --ctstate RELATED,ESTABLISHED";
 const IPV6_LINK_CONTROL: [u8; 8] = [130, 131, 132, 133, 134, 135, 136, 143];
 
 /// A host port Docker publishes, as its nat DNAT rule matches it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct PublishedPort {
     pub proto: String,
     /// `8080` or `8000:8010`.

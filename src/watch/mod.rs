@@ -3,7 +3,10 @@
 //! only decides *when*, never *what*. Event sources (src/system/events) feed one channel; between
 //! events the loop sleeps until the next resync.
 
+mod memory;
 mod repair_line;
+
+pub use memory::Memory;
 
 use crate::cli::policy_file;
 use crate::core::policy::Config;
@@ -21,7 +24,12 @@ const SETTLE: Duration = Duration::from_millis(50);
 /// The longest wait between two attempts after failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
-pub fn main(policy: &Path, resync: u64, docker_socket: Option<PathBuf>) -> i32 {
+pub fn main(
+    policy: &Path,
+    resync: u64,
+    docker_socket: Option<PathBuf>,
+    state: Option<PathBuf>,
+) -> i32 {
     let system = RealSystem;
     let socket = docker_socket.unwrap_or_else(events::docker_socket_from_env);
     let log = |line: &str| eprintln!("docker_firewall watch: {line}");
@@ -32,6 +40,10 @@ pub fn main(policy: &Path, resync: u64, docker_socket: Option<PathBuf>) -> i32 {
             return 1;
         }
     };
+    let (memory, note) = Memory::load(state, &system);
+    if let Some(note) = note {
+        log(&note);
+    }
     let triggers = events::start(&socket);
     log(&format!(
         "started: policy {}, resync every {resync}s, Docker events from {}",
@@ -47,6 +59,7 @@ pub fn main(policy: &Path, resync: u64, docker_socket: Option<PathBuf>) -> i32 {
         on_ready: &|status: &str| events::notify_ready(status),
         policy_text: system.read_file(policy).ok().flatten(),
         last_attempt: Instant::now(),
+        memory,
     };
     match watcher.run(&triggers) {
         Ok(()) => 0,
@@ -68,6 +81,7 @@ pub struct Watcher<'a> {
     /// The policy file's text the config was read from (to notice edits).
     pub policy_text: Option<String>,
     pub last_attempt: Instant,
+    pub memory: Memory,
 }
 
 impl Watcher<'_> {
@@ -125,6 +139,14 @@ impl Watcher<'_> {
         match trigger {
             Trigger::Stop(signal) => return Some(signal),
             Trigger::Note(line) => (self.log)(&line),
+            Trigger::DockerGone(line) => {
+                (self.log)(&line);
+                self.memory.set_docker_ready(false);
+            }
+            Trigger::DockerConnected => {
+                self.memory.set_docker_ready(true);
+                pending.push(Trigger::DockerConnected.label());
+            }
             Trigger::Reload => {
                 self.reload_policy("SIGHUP");
                 pending.push("SIGHUP".into());
@@ -168,8 +190,11 @@ impl Watcher<'_> {
     fn converge(&mut self, reason: &str, failures: &mut u32) -> String {
         self.reload_policy("changed on disk");
         self.last_attempt = Instant::now();
-        match module::run(&self.config, self.system) {
+        match module::run_with(&self.config, self.system, self.memory.guarded()) {
             Ok(report) => {
+                if let Some(note) = self.memory.update(&report.published, self.system) {
+                    (self.log)(&note);
+                }
                 let line = repair_line::describe(reason, &report);
                 if let Some(line) = &line {
                     (self.log)(line);

@@ -30,7 +30,7 @@ pub async fn follow(socket: PathBuf, tx: Sender<Trigger>) {
         };
         if !waiting {
             waiting = true;
-            if tx.send(Trigger::Note(line)).is_err() {
+            if tx.send(Trigger::DockerGone(line)).is_err() {
                 return;
             }
         }

@@ -17,6 +17,8 @@ pub enum Trigger {
     Docker(String),
     /// Docker's API answered (again): it may have (re)written its rules while we were not looking.
     DockerConnected,
+    /// Docker's API is gone or not there yet (the line says why).
+    DockerGone(String),
     /// Something changed the nftables ruleset (iptables-nft, nft, firewalld, another tool).
     Netfilter,
     /// SIGHUP: read the policy again.
@@ -33,6 +35,7 @@ impl Trigger {
         match self {
             Trigger::Docker(what) => format!("docker: {what}"),
             Trigger::DockerConnected => "docker: connected".into(),
+            Trigger::DockerGone(_) => "docker: gone".into(),
             Trigger::Netfilter => "netfilter change".into(),
             Trigger::Reload => "SIGHUP".into(),
             Trigger::Stop(signal) => signal.clone(),

@@ -232,12 +232,16 @@ dk_net_up() {
     dk_host_up
 }
 
-# dk_spawn <name> <ns> cmd... — a background process in a namespace, PID kept in $DK_DIR/pids
+# dk_spawn <name> <ns> cmd... — a background process in a namespace, PID kept in $DK_DIR/pids (and
+# in DK_SPAWN_PID)
 dk_spawn() {
     local name=$1 ns=$2
     shift 2
-    dk_in "$ns" "$@" >"$DK_DIR/$name.log" 2>&1 </dev/null &
-    echo "$name $!" >>"$DK_DIR/pids"
+    # nsenter itself, not the dk_in function (which would put a subshell in between): $! is the
+    # process (nsenter without --fork execs the command)
+    nsenter --net="/run/netns/$ns" "$@" >"$DK_DIR/$name.log" 2>&1 </dev/null &
+    DK_SPAWN_PID=$!
+    echo "$name $DK_SPAWN_PID" >>"$DK_DIR/pids"
 }
 
 # dk_kill_ns_pids <ns> — every process still in a namespace (docker-proxy, shims, ...), by PID

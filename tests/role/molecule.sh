@@ -15,8 +15,9 @@
 #   host: docker0 10.203.1.1/24 fd00:203:1::1/64 ── c1 10.203.1.2 fd00:203:1::2, TCP listener :80
 #         answering "c1 <peer address>"
 #
-# molecule runs in "host" (ip netns exec), with /etc covered by a throw-away overlay: whatever a run
-# writes under /etc is listed and fails the run. The scenarios' prepare playbook loads Docker-like
+# molecule runs in "host" (ip netns exec), with /etc and /usr/local covered by throw-away overlays:
+# whatever `molecule test` writes there is listed, and fails the run unless it is exactly the list in
+# molecule/SCENARIO/writes (the watch service's files). The scenarios' prepare playbook loads Docker-like
 # iptables rules (published 8080 and 9090 -> c1:80) there; verify probes from "allowed" and "denied"
 # with real TCP connections. Rules files go to a temporary directory ($DFW_ROLE_WORK).
 #
@@ -141,6 +142,8 @@ say "namespaces $PREFIX-{sw,host,c1,allowed,denied} ready; work dir $WORK"
 
 # ---------------------------------------------------------------- molecule, inside "host"
 mkdir -p "$WORK/overlay" "$WORK/home" "$WORK/cache" "$WORK/tmp"
+DFW_ROLE_OUTER_NETNS=$(readlink /proc/self/ns/net) || die "cannot read this process's network namespace"
+export DFW_ROLE_OUTER_NETNS
 export DFW_ROLE_WORK=$WORK DFW_ROLE_NS_HOST=$NS_HOST DFW_ROLE_NS_ALLOWED=$NS_ALLOWED DFW_ROLE_NS_DENIED=$NS_DENIED
 export DFW_ROLE_HOST4=10.203.0.1 DFW_ROLE_HOST6=fd00:203::1
 export DFW_ROLE_ALLOWED4=10.203.0.10 DFW_ROLE_ALLOWED6=fd00:203::10
@@ -159,10 +162,15 @@ nsx "$NS_HOST" env \
     bash -c '
     set -u
     ovl=$DFW_ROLE_WORK/overlay
-    # ip netns exec gave us a private mount namespace: cover /etc for this process tree only
-    mount -t tmpfs dfwrole-etc "$ovl" && mkdir "$ovl/u" "$ovl/w" &&
-        mount -t overlay dfwrole-etc -o "lowerdir=/etc,upperdir=$ovl/u,workdir=$ovl/w" /etc ||
-        { echo "role-molecule: cannot cover /etc with an overlay" >&2; exit 97; }
+    # ip netns exec gave us a private mount namespace (mounts do not propagate back): cover /etc and
+    # /usr/local (the role installs its service there) for this process tree only
+    mount -t tmpfs dfwrole-etc "$ovl" || { echo "role-molecule: cannot mount a tmpfs for the overlays" >&2; exit 97; }
+    for d in /etc /usr/local; do
+        n=$(echo "$d" | tr / _)
+        mkdir "$ovl/u$n" "$ovl/w$n" &&
+            mount -t overlay dfwrole-etc -o "lowerdir=$d,upperdir=$ovl/u$n,workdir=$ovl/w$n" "$d" ||
+            { echo "role-molecule: cannot cover $d with an overlay" >&2; exit 97; }
+    done
     cd "$1" || exit 1
     shift
     scenario=$1
@@ -171,10 +179,17 @@ nsx "$NS_HOST" env \
     shift
     molecule "$cmd" -s "$scenario" "$@"
     rc=$?
-    writes=$(cd "$ovl/u" && find . -mindepth 1 ! -type d | sed "s|^\.|/etc|")
-    if [ -n "$writes" ]; then
-        echo "role-molecule: the run wrote under /etc (kept out of the real /etc by the overlay):" >&2
-        echo "$writes" >&2
+    # what the run wrote there must be listed in molecule/SCENARIO/writes (the service files), if anything
+    writes=$(for d in /etc /usr/local; do
+        (cd "$ovl/u$(echo "$d" | tr / _)" && find . -mindepth 1 ! -type d | sed "s|^\.|$d|")
+    done | sort)
+    expected=$(sed "/^#/d; /^$/d" "molecule/$scenario/writes" 2>/dev/null | sort)
+    unexpected=$(comm -23 <(echo "$writes") <(echo "$expected") | sed "/^$/d")
+    if [ -n "$unexpected" ]; then
+        echo "role-molecule: the run wrote under /etc or /usr/local (kept out of the real ones by the overlay):" >&2
+        echo "$unexpected" >&2
+        echo "role-molecule: the scenario expects only (molecule/$scenario/writes):" >&2
+        echo "${expected:-(nothing)}" >&2
         [ "$rc" = 0 ] && rc=98
     fi
     exit "$rc"

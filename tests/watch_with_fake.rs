@@ -11,7 +11,7 @@ use serde_json::json;
 use std::cell::RefCell;
 use std::path::Path;
 use std::sync::mpsc::channel;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
 
@@ -45,17 +45,15 @@ fn watch(fake: &FakeSystem, triggers: Vec<Trigger>, on_log: &dyn Fn(&str)) -> Ve
     };
     let ready = |_: &str| {};
     let (tx, rx) = channel();
-    let mut watcher = Watcher {
-        system: fake,
-        policy: POLICY.into(),
-        config: policy_file::load(Path::new(POLICY), fake).expect("policy loads"),
-        resync: Duration::from_secs(3600),
-        log: &log,
-        on_ready: &ready,
-        policy_text: fake.files.borrow().get(Path::new(POLICY)).cloned(),
-        last_attempt: Instant::now(),
-        memory: Memory::load(None, fake).0,
-    };
+    let mut watcher = Watcher::new(
+        fake,
+        Path::new(POLICY),
+        policy_file::load(Path::new(POLICY), fake).expect("policy loads"),
+        Duration::from_secs(3600),
+        Memory::load(None, fake).0,
+        &log,
+        &ready,
+    );
     for t in triggers {
         tx.send(t).expect("queue");
     }
@@ -214,17 +212,15 @@ fn remembered_ports_are_guarded_until_dockers_api_answers() {
     let log = |line: &str| lines.borrow_mut().push(line.to_string());
     let ready = |_: &str| {};
     let (tx, rx) = channel();
-    let mut watcher = Watcher {
-        system: &fake,
-        policy: POLICY.into(),
-        config: policy_file::load(Path::new(POLICY), &fake).expect("policy loads"),
-        resync: Duration::from_secs(3600),
-        log: &log,
-        on_ready: &ready,
-        policy_text: fake.files.borrow().get(Path::new(POLICY)).cloned(),
-        last_attempt: Instant::now(),
-        memory: Memory::load(Some(STATE.into()), &fake).0,
-    };
+    let mut watcher = Watcher::new(
+        &fake,
+        Path::new(POLICY),
+        policy_file::load(Path::new(POLICY), &fake).expect("policy loads"),
+        Duration::from_secs(3600),
+        Memory::load(Some(STATE.into()), &fake).0,
+        &log,
+        &ready,
+    );
     // Boot: Docker not up yet. The start converge guards the remembered port.
     tx.send(Trigger::Stop("SIGTERM".into())).expect("queue");
     watcher.run(&rx).expect("ends");
@@ -254,5 +250,51 @@ fn remembered_ports_are_guarded_until_dockers_api_answers() {
     assert!(
         saved.contains("\"8080\"") && !saved.contains("9999"),
         "{saved}"
+    );
+}
+
+#[test]
+fn a_tool_that_keeps_undoing_the_policy_is_answered_more_slowly() {
+    let fake = machine(policy(8080));
+    let (tx, rx) = channel();
+    let lines = RefCell::new(Vec::new());
+    // The "other tool": every time we repair, it flushes our chain again and netfilter tells us.
+    let log = |line: &str| {
+        lines.borrow_mut().push(line.to_string());
+        if line.starts_with("applied") || line.starts_with("repaired") {
+            fake.apply(
+                Family::Ipv4,
+                Backend::Nft,
+                "*filter\n-F DFW-INGRESS-POLICY\nCOMMIT\n",
+            )
+            .expect("flush");
+            tx.send(Trigger::Netfilter).expect("queue");
+        }
+        if line.contains("another tool may be fighting it") {
+            tx.send(Trigger::Stop("SIGTERM".into())).expect("queue");
+        }
+    };
+    let ready = |_: &str| {};
+    let mut watcher = Watcher::new(
+        &fake,
+        Path::new(POLICY),
+        policy_file::load(Path::new(POLICY), &fake).expect("policy loads"),
+        Duration::from_secs(3600),
+        Memory::load(None, &fake).0,
+        &log,
+        &ready,
+    );
+    watcher.run(&rx).expect("ends");
+    let lines = lines.into_inner();
+    let repairs = lines.iter().filter(|l| l.starts_with("repaired")).count();
+    assert_eq!(
+        repairs, 4,
+        "the fifth repair in a row slows down: {lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("undone 5 times in a row") && l.contains("next check in 1s")),
+        "{lines:?}"
     );
 }

@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 
 /// Events closer together than this are one converge (a container start is several events).
 const SETTLE: Duration = Duration::from_millis(50);
+/// Repairs closer than this to the one before count as a fight; this many in a row slow down.
+const FIGHT_WINDOW: Duration = Duration::from_secs(2);
+const FIGHT_REPAIRS: u32 = 5;
 /// The longest wait between two attempts after failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -50,17 +53,16 @@ pub fn main(
         policy.display(),
         socket.display()
     ));
-    let mut watcher = Watcher {
-        system: &system,
-        policy: policy.to_path_buf(),
+    let on_ready = |status: &str| events::notify_ready(status);
+    let mut watcher = Watcher::new(
+        &system,
+        policy,
         config,
-        resync: Duration::from_secs(resync),
-        log: &log,
-        on_ready: &|status: &str| events::notify_ready(status),
-        policy_text: system.read_file(policy).ok().flatten(),
-        last_attempt: Instant::now(),
+        Duration::from_secs(resync),
         memory,
-    };
+        &log,
+        &on_ready,
+    );
     match watcher.run(&triggers) {
         Ok(()) => 0,
         Err(e) => {
@@ -71,17 +73,46 @@ pub fn main(
 }
 
 pub struct Watcher<'a> {
-    pub system: &'a dyn System,
-    pub policy: PathBuf,
-    pub config: Config,
-    pub resync: Duration,
-    pub log: &'a dyn Fn(&str),
+    system: &'a dyn System,
+    policy: PathBuf,
+    config: Config,
+    resync: Duration,
+    log: &'a dyn Fn(&str),
     /// Told once, after the first converge (systemd's READY=1).
-    pub on_ready: &'a dyn Fn(&str),
+    on_ready: &'a dyn Fn(&str),
     /// The policy file's text the config was read from (to notice edits).
-    pub policy_text: Option<String>,
-    pub last_attempt: Instant,
-    pub memory: Memory,
+    policy_text: Option<String>,
+    last_attempt: Instant,
+    memory: Memory,
+    /// Repairs in a row, each soon after the one before: another tool fighting the policy.
+    churn: u32,
+    last_repair: Option<Instant>,
+}
+
+impl<'a> Watcher<'a> {
+    pub fn new(
+        system: &'a dyn System,
+        policy: &Path,
+        config: Config,
+        resync: Duration,
+        memory: Memory,
+        log: &'a dyn Fn(&str),
+        on_ready: &'a dyn Fn(&str),
+    ) -> Self {
+        Watcher {
+            system,
+            policy: policy.to_path_buf(),
+            config,
+            resync,
+            log,
+            on_ready,
+            policy_text: system.read_file(policy).ok().flatten(),
+            last_attempt: Instant::now(),
+            memory,
+            churn: 0,
+            last_repair: None,
+        }
+    }
 }
 
 impl Watcher<'_> {
@@ -201,7 +232,7 @@ impl Watcher<'_> {
                 } else if *failures > 0 || reason == "start" {
                     (self.log)(&format!("in place ({reason}): {}", report.msg));
                 }
-                *failures = 0;
+                *failures = self.churn_backoff(report.changed);
                 line.unwrap_or_else(|| format!("in place: {}", report.msg))
             }
             Err(e) => {
@@ -216,6 +247,36 @@ impl Watcher<'_> {
                 line
             }
         }
+    }
+}
+
+impl Watcher<'_> {
+    /// A repair right after a repair, again and again, is a fight with another tool (a second
+    /// watcher with another policy, a script that keeps deleting our hook): after a few, wait as
+    /// after failures instead of answering every change at once. Returns the back-off level.
+    fn churn_backoff(&mut self, changed: bool) -> u32 {
+        let now = Instant::now();
+        let soon = self
+            .last_repair
+            .is_some_and(|at| now.duration_since(at) < FIGHT_WINDOW);
+        if changed {
+            self.churn = if soon { self.churn + 1 } else { 1 };
+            self.last_repair = Some(now);
+        } else if !soon {
+            self.churn = 0;
+        }
+        if self.churn < FIGHT_REPAIRS {
+            return 0;
+        }
+        let level = self.churn - FIGHT_REPAIRS + 1;
+        (self.log)(&format!(
+            "the policy was undone {} times in a row within {}s of each repair: another tool may be \
+             fighting it; next check in {}s",
+            self.churn,
+            FIGHT_WINDOW.as_secs(),
+            backoff(level).as_secs()
+        ));
+        level
     }
 }
 

@@ -1,0 +1,402 @@
+#!/usr/bin/env bash
+# tests/hostfw/run.sh — the watch service against REAL host firewalls (issue 9, proof (b) and (c)),
+# each inside namespaces with a real dockerd (topology: tests/docker/lib.sh; the host's own mount
+# namespace with private /run, /etc/ufw, /etc/firewalld: tests/hostfw/lib.sh).
+#
+# Scenarios, on Debian's docker.io 20.10 and, when an unpacked Docker 28 root is there (…/usr/sbin/dockerd:
+# DFW_DOCKER28_ROOT, or the one tests/docker/lib.sh's dk_docker28_fetch unpacked), on Docker 28 too:
+#   ufw, iptables-nft and iptables-legacy: Debian's ufw enabled on the Docker host, with an after.rules
+#      block in the shape ufw-docker installs (declares :DOCKER-USER, jumps to ufw-user-forward, RETURN);
+#   firewalld, nftables backend: Debian 12's firewalld 1.3.3 with a private system D-Bus, dockerd in the
+#      same mount namespace (so it uses its firewalld integration).
+# In each:
+#   1. the hole first: the module applied once (no watch), then `ufw reload` / `firewall-cmd --reload`:
+#      the stranger gets in again — the scenario is real;
+#   2. `docker_firewall watch --policy P --resync R` runs on the host; a stranger and an allowed client
+#      probe every published port over IPv4 and IPv6 every 0.2 s (tests/hostfw/probe.py, 0.8 s bound)
+#      while the host firewall reloads (DFW_HOSTFW_RELOADS times): the allowed client is never
+#      refused; the longest window the stranger could connect is printed as "# figure:" and must be
+#      at most 1 s on iptables-nft, at most the resync interval + 1 s on iptables-legacy; the watch
+#      logs its repairs; ufw's own rules are the same byte for byte before our runs, under the watch,
+#      and after it stopped; SIGTERM ends the watch (exit 0) and the rules stay.
+#
+# Prints "ok - ..." / "not ok - ..." per check and finally "N passed, N failed"; exit status 1 on any
+# failure. Root only. Installs what it needs on a fresh Debian 12 (policy-rc.d first: no package starts
+# a daemon in the machine's own namespace). Nothing here changes the machine's own firewall, routes,
+# links or configuration files.
+#
+# Environment: DFW_BIN (default target/x86_64-unknown-linux-gnu/release/docker_firewall, built by
+#   scripts/setup), DFW_DOCKER28_ROOT (default: tests/docker's cache, when it holds the engine),
+#   DFW_HOSTFW_ENGINES (default "20.10 28"), DFW_HOSTFW_SCENARIOS (default "ufw:nft ufw:legacy firewalld:nft"),
+#   DFW_HOSTFW_RESYNC (the watch's --resync, default 3), DFW_HOSTFW_RELOADS (default 2),
+#   DFW_HOSTFW_FIREWALLD_PAUSE (seconds probed after each firewall-cmd --reload, default 7),
+#   DFW_HOSTFW_FIGURES (a file to write the figures to, as a markdown table), DFW_HOSTFW_KEEP=1.
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+DFW_BIN_FROM_ENV=${DFW_BIN:-}
+DFW_BIN=${DFW_BIN:-$ROOT/target/x86_64-unknown-linux-gnu/release/docker_firewall}
+read -r -a SCENARIOS <<<"${DFW_HOSTFW_SCENARIOS:-ufw:nft ufw:legacy firewalld:nft}"
+RESYNC=${DFW_HOSTFW_RESYNC:-3}
+RELOADS=${DFW_HOSTFW_RELOADS:-2}
+FIREWALLD_PAUSE=${DFW_HOSTFW_FIREWALLD_PAUSE:-7}
+HF_APT_PACKAGES=(ufw firewalld dbus python3 jq)
+
+PASSED=0
+FAILED=0
+SKIPPED=()
+KNOWN=()
+FIGURES=()
+CONTROL_OUTAGE=
+T=""
+ok() { echo "ok - $T$1"; PASSED=$((PASSED + 1)); }
+diag() { local l x; for l in "$@"; do while IFS= read -r x; do echo "#   $x"; done <<<"$l"; done; }
+not_ok() { echo "not ok - $T$1"; FAILED=$((FAILED + 1)); shift; [ $# -gt 0 ] && diag "$@"; return 0; }
+finish() {
+    local k
+    for k in "${KNOWN[@]}"; do echo "# known limitation seen: $k"; done
+    for k in "${SKIPPED[@]}"; do echo "# skipped: $k"; done
+    for k in "${FIGURES[@]}"; do echo "# figure: $k"; done
+    [ "${DFW_HOSTFW_KEEP:-0}" = 1 ] && [ -n "${WORK:-}" ] && echo "# keeping $WORK"
+    echo "$PASSED passed, $FAILED failed"
+    [ "$FAILED" = 0 ] && [ "$PASSED" -gt 0 ]
+    exit $?
+}
+
+# ---------------------------------------------------------------- preflight
+if [ "$(id -u)" != 0 ]; then
+    not_ok "preflight: must run as root (network namespaces, dockerd, ufw, firewalld)"
+    finish
+fi
+WORK=$(mktemp -d /tmp/dfwhf.XXXXXX)
+DK_DIR=$WORK/lab
+export DK_PREFIX=dfwhf$$ # read by tests/docker/lib.sh
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+
+cleanup() {
+    hf_cleanup
+    [ "${DFW_HOSTFW_KEEP:-0}" = 1 ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# daemons in the machine's own network namespace (to see that installing started none)
+root_daemons() {
+    local p
+    for p in $(pgrep -x 'dockerd|containerd|firewalld|dbus-daemon' 2>/dev/null); do
+        [ "$(readlink "/proc/$p/ns/net" 2>/dev/null)" = "$(readlink /proc/1/ns/net)" ] && echo "$p"
+    done | sort
+}
+if [ -e /usr/sbin/policy-rc.d ] && { /usr/sbin/policy-rc.d firewalld start >/dev/null 2>&1; [ $? != 101 ]; }; then
+    not_ok "preflight: /usr/sbin/policy-rc.d exists and does not exit 101 (packages would start daemons)"
+    finish
+fi
+DAEMONS_BEFORE=$(root_daemons)
+missing=()
+for p in "${HF_APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+# dk_install_packages writes policy-rc.d (exit 101) first when there is none, then docker.io & co
+if ! { dk_install_packages && { [ "${#missing[@]}" = 0 ] ||
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null; }; } >"$WORK/install.log" 2>&1; then
+    not_ok "preflight: installing the Debian packages" "$(tail -20 "$WORK/install.log")"
+    finish
+fi
+new=$(comm -13 <(echo "$DAEMONS_BEFORE") <(root_daemons))
+if [ -n "$new" ]; then
+    not_ok "preflight: installing started no daemon in the machine's own namespace" "$(ps -o pid,args -p "${new//$'\n'/,}")"
+fi
+if [ ! -x "$DFW_BIN" ] && [ -z "$DFW_BIN_FROM_ENV" ]; then
+    dk_module_ready >"$WORK/setup.log" 2>&1 || true
+fi
+if [[ $("$DFW_BIN" watch --help 2>&1) != *--policy* ]]; then
+    not_ok "preflight: $DFW_BIN has the watch subcommand (build it with scripts/setup, or set DFW_BIN)"
+    finish
+fi
+for b in dockerd ufw firewalld firewall-cmd dbus-daemon python3 curl nsenter unshare jq "$DK_DOCKER_BIN"; do
+    command -v "$b" >/dev/null 2>&1 || { not_ok "preflight: $b is not installed"; finish; }
+done
+if command -v shellcheck >/dev/null 2>&1; then
+    if out=$(cd "$HERE" && shellcheck -x -S warning run.sh lib.sh 2>&1); then
+        ok "shellcheck -x -S warning tests/hostfw/run.sh lib.sh"
+    else
+        not_ok "shellcheck -x -S warning tests/hostfw/run.sh lib.sh" "$out"
+    fi
+fi
+# the Docker 28 engine: DFW_DOCKER28_ROOT, else what tests/docker unpacked into its cache (this
+# suite downloads nothing: run tests/docker/run.sh first, or set DFW_DOCKER28_ROOT)
+D28=${DFW_DOCKER28_ROOT:-${DK_DOCKER28_CACHE:-/var/cache/docker_firewall-tests/docker28}/root}
+ENGINES=()
+for e in ${DFW_HOSTFW_ENGINES:-20.10 28}; do
+    case $e in
+        20.10) ENGINES+=("20.10:") ;;
+        28)
+            if [ -x "$D28/usr/sbin/dockerd" ] && [[ $("$D28/usr/sbin/dockerd" --version 2>&1) == *" 28."* ]]; then
+                ENGINES+=("28:$D28")
+            else
+                SKIPPED+=("Docker 28 engine: no unpacked Docker 28 at $D28 (set DFW_DOCKER28_ROOT, or run tests/docker/run.sh once)")
+            fi
+            ;;
+    esac
+done
+echo "# $(ufw --version | head -1); firewalld $(dpkg-query -W -f='${Version}' firewalld); binary $DFW_BIN; work dir $WORK"
+
+# ---------------------------------------------------------------- checks
+PORTS=("${DK_PORTS[@]}")
+# who_ok <result> <client addr> — the container answered and saw the real client (DNAT path)
+who_ok() { [[ $1 == "open "*" sees $2" ]]; }
+
+# matrix <label> — the allowed client reaches 8080 over both families, the stranger no published port
+matrix() {
+    local label=$1 dir=$WORK/m.$RANDOM specs=() p bad=() r
+    for p in "${PORTS[@]}"; do
+        specs+=("stranger-$p-4 $NS_STRANGER $DK_HOST4 $p" "stranger-$p-6 $NS_STRANGER $DK_HOST6 $p")
+    done
+    specs+=("allowed-8080-4 $NS_ALLOWED $DK_HOST4 8080" "allowed-8080-6 $NS_ALLOWED $DK_HOST6 8080")
+    DK_PROBE_TIMEOUT=1 dk_probe_many "$dir" "${specs[@]}"
+    r=$(cat "$dir/allowed-8080-4")
+    who_ok "$r" "$DK_ALLOWED4" || bad+=("allowed-8080-4: $r")
+    r=$(cat "$dir/allowed-8080-6")
+    who_ok "$r" "$DK_ALLOWED6" || bad+=("allowed-8080-6: $r")
+    for p in "${PORTS[@]}"; do
+        for r in 4 6; do
+            grep -q '^closed ' "$dir/stranger-$p-$r" || bad+=("stranger-$p-$r: $(cat "$dir/stranger-$p-$r")")
+        done
+    done
+    if [ "${#bad[@]}" = 0 ]; then
+        ok "$label: the allowed client reaches 8080 (IPv4, IPv6), the stranger none of ${PORTS[*]}"
+    else
+        not_ok "$label: the allowed client reaches 8080 (IPv4, IPv6), the stranger none of ${PORTS[*]}" \
+            "${bad[@]}" "$(hf_snap | grep -E -- '^-A (FORWARD|DOCKER-USER|INPUT|PREROUTING) |^=== ')"
+    fi
+}
+
+# closed_keys — the probes that must never connect: the stranger everywhere, the allowed client on
+# the ports it is not allowed on
+closed_keys() {
+    local p f
+    for p in "${PORTS[@]}"; do
+        for f in 4 6; do
+            echo "stranger-$p-$f"
+            [ "$p" = 8080 ] || echo "allowed-$p-$f"
+        done
+    done
+}
+
+# reload_under_probes <dir> <times> <pause> — both clients probe while the host firewall reloads
+reload_under_probes() {
+    local dir=$1 times=$2 pause=$3 i
+    hf_probers_start "$dir" "${PORTS[@]}"
+    sleep 1.5
+    for i in $(seq 1 "$times"); do
+        reload_fw >>"$WORK/reload.log" 2>&1 || not_ok "$(reload_cmd) (#$i) succeeds" "$(tail -5 "$WORK/reload.log")"
+        sleep "$pause"
+    done
+    hf_probers_stop "$dir"
+}
+
+reload_fw() {
+    case $FW in
+        ufw) hf_hx ufw reload ;;
+        firewalld) hf_hx firewall-cmd --reload ;;
+    esac
+}
+
+# ---------------------------------------------------------------- one scenario
+# lab_up — the network, the host's mount namespace, the host firewall, dockerd, three containers
+lab_up() {
+    rm -rf "$DK_DIR"
+    dk_net_up && hf_holder_up || return 1
+    case $FW in
+        ufw) hf_ufw_up || return 1 ;;
+        firewalld) hf_firewalld_up || return 1 ;;
+    esac
+    hf_dockerd_start && dk_image && dk_containers && dk_wait_up 60 && dk_wait_open "$NS_ALLOWED" allowed 30
+}
+
+scenario() {
+    local engine=${1%%:*} fw=${2%%:*} backend=${2#*:} t0=$SECONDS
+    FW=$fw
+    export DK_BACKEND=$backend DK_PROXY=on
+    export HF_DOCKER_ROOT=${1#*:} # read by lib.sh
+    T="Docker $engine, $fw, iptables-$backend: "
+    local policy=$DK_DIR/policy.json rc out
+    if ! lab_up >"$WORK/up.log" 2>&1; then
+        not_ok "lab: $fw and a real dockerd on the host, three containers publishing ${PORTS[*]}" \
+            "$(tail -20 "$WORK/up.log")" "$(tail -20 "$DK_DIR/dockerd.log" 2>/dev/null)"
+        hf_cleanup
+        return
+    fi
+    ok "lab: $fw and a real dockerd ($(dk_docker version -f '{{.Server.Version}}' 2>/dev/null)) on the host, containers publishing ${PORTS[*]} ($((SECONDS - t0)) s)"
+    case $fw in
+        ufw)
+            out=$(hf_hx ufw status | head -1)
+            if [[ $out == "Status: active" ]] && [[ $(hf_xt 4 -save -t filter) == *$'\n-A DOCKER-USER -j ufw-user-forward\n'* ]] &&
+                [[ $(hf_xt 6 -save -t filter) == *$'\n-A DOCKER-USER -j ufw6-user-forward\n'* ]]; then
+                ok "ufw is active, its after.rules block holds DOCKER-USER (IPv4 and IPv6)"
+            else
+                not_ok "ufw is active, its after.rules block holds DOCKER-USER" "$out" "$(hf_snap | grep DOCKER-USER)"
+            fi
+            ;;
+        firewalld)
+            out=$(hf_hx firewall-cmd --get-active-zones 2>&1)
+            if grep -q '^docker' <<<"$out" && grep -q 'docker0' <<<"$out" &&
+                [ "$(hf_hx firewall-cmd --get-default-zone 2>/dev/null)" = public ]; then
+                ok "dockerd uses its firewalld integration (docker0 in firewalld's zone docker)"
+            else
+                not_ok "dockerd uses its firewalld integration" "$out" "$(grep -i firewalld "$DK_DIR/dockerd.log" | tail -5)"
+            fi
+            ;;
+    esac
+    local ufw0
+    ufw0=$(hf_ufw_snap)
+    hf_policy "$policy"
+
+    # 1. the hole first: one run of the module, no watch, then the host firewall reloads while both
+    # clients probe. Also the control for the allowed client: what the reloads alone do to it (on
+    # firewalld hosts the same reloads as under the watch, to compare like with like)
+    local dir=$DK_DIR/probes-nowatch rep got keys n_control=1
+    [ "$fw" = firewalld ] && n_control=$RELOADS
+    mapfile -t keys < <(closed_keys)
+    CONTROL_OUTAGE=
+    out=$(hf_apply "$policy" 2>&1)
+    rc=$?
+    if [ "$rc" = 2 ]; then
+        matrix "one apply, no watch"
+        reload_under_probes "$dir" "$n_control" "$(reload_pause "$backend")"
+        rep=$(hf_report "$dir" open "${keys[@]}")
+        got=$(grep -v ' open=0 ' <<<"$rep" | grep -v '^max ' | cut -d' ' -f1 | tr '\n' ' ')
+        if [ -n "$got" ]; then
+            ok "the hole: without the watch, after $(reload_cmd) the stranger gets in ($got)"
+        else
+            not_ok "the hole: without the watch, after $(reload_cmd) the stranger gets in (it did not: is the scenario real?)" \
+                "$rep" "$(hf_snap | grep -E -- '^-A (FORWARD|DOCKER-USER) |^=== ')"
+        fi
+        CONTROL_OUTAGE=$(hf_report "$dir" closed allowed-8080-4 allowed-8080-6 | sed -n 's/^max //p')
+        echo "# figure: ${T}without the watch, $n_control x $(reload_cmd): the allowed client's longest outage on 8080: $CONTROL_OUTAGE s"
+    else
+        not_ok "apply --policy (exit 2: changed)" "exit $rc" "$out"
+    fi
+
+    # 2. the watch, while the host firewall reloads
+    local wlog=$DK_DIR/watch.log wait nrep
+    dir=$DK_DIR/probes
+    if ! hf_watch_start "$policy" "$RESYNC" "$wlog"; then
+        not_ok "watch --policy --resync $RESYNC starts and converges (its first line: applied or in place (start))" "$(tail -20 "$wlog")"
+        hf_cleanup
+        return
+    fi
+    ok "watch --policy --resync $RESYNC runs on the host, first converge done"
+    matrix "under the watch"
+    wait=$(reload_pause "$backend")
+    nrep=$(grep -c 'repaired' "$wlog")
+    reload_under_probes "$dir" "$RELOADS" "$wait"
+    check_probes "$dir" "$backend"
+    out=$(tail -n +"$((nrep + 1))" "$wlog" | grep 'repaired')
+    # the watch's log after the first reload: one line per repair
+    if [ "$(grep -c . <<<"$out")" -ge 1 ] && [ -n "$out" ]; then
+        ok "the watch logged its repairs ($(grep -c . <<<"$out") line(s), e.g. \"$(head -1 <<<"$out" | cut -c1-140)\")"
+    else
+        not_ok "the watch logged a repair line after $(reload_cmd)" "$(tail -10 "$wlog")"
+    fi
+    matrix "after the reloads, under the watch"
+    [ "$fw" = ufw ] && ufw_same "$ufw0" "under the watch"
+
+    # SIGTERM ends the watch promptly, exit 0, the rules stay
+    local end=$((SECONDS + 5))
+    kill -TERM "$HF_WATCH_PID"
+    while kill -0 "$HF_WATCH_PID" 2>/dev/null && [ "$SECONDS" -lt "$end" ]; do sleep 0.1; done
+    if kill -0 "$HF_WATCH_PID" 2>/dev/null; then
+        not_ok "SIGTERM ends the watch within 5 s" "$(tail -5 "$wlog")"
+        hf_stop_pid "$HF_WATCH_PID" 5
+    else
+        wait "$HF_WATCH_PID"
+        rc=$?
+        if [ "$rc" = 0 ]; then ok "SIGTERM ends the watch within 5 s, exit 0"; else not_ok "SIGTERM ends the watch, exit 0 (exit $rc)" "$(tail -5 "$wlog")"; fi
+    fi
+    HF_WATCH_PID=
+    matrix "after the watch stopped (the rules stay)"
+    [ "$fw" = ufw ] && ufw_same "$ufw0" "after the watch stopped"
+    hf_cleanup
+    echo "# ${T}done in $((SECONDS - t0)) s"
+    T=""
+}
+
+# reload_pause <backend> — seconds to probe after each reload: long enough for Docker to put its own
+# rules back after a firewalld reload (Docker 28: about 4 s) and for a resync on iptables-legacy
+reload_pause() {
+    if [ "$FW" = firewalld ]; then echo "$FIREWALLD_PAUSE"; elif [ "$1" = nft ]; then echo 3; else echo $((RESYNC + 2)); fi
+}
+
+reload_cmd() { [ "$FW" = ufw ] && echo "ufw reload" || echo "firewall-cmd --reload"; }
+
+# ufw_same <snapshot> <label> — ufw's own rules are byte for byte what they were before our runs
+ufw_same() {
+    local now
+    now=$(hf_ufw_snap)
+    if [ "$now" = "$1" ]; then
+        ok "$2: ufw's own rules are the same byte for byte as before our runs ($(grep -c -- '^-A' <<<"$now") rules, both families)"
+    else
+        not_ok "$2: ufw's own rules are the same byte for byte as before our runs" "$(diff <(echo "$1") <(echo "$now") | head -20)"
+    fi
+}
+
+# check_probes <dir> <backend> — the allowed client not refused on 8080 (beyond what the reload alone
+# does to it, see CONTROL_OUTAGE); the longest window a probe of closed_keys connected
+check_probes() {
+    local dir=$1 backend=$2 keys n outage limit max rep opened what
+    what="$RELOADS x $(reload_cmd)"
+    mapfile -t keys < <(closed_keys)
+    n=$(grep -c . "$dir/all.log" 2>/dev/null)
+    if [ "$n" -lt $((${#keys[@]} * 10)) ]; then
+        not_ok "probes ran ($n attempts)" "$(cat "$dir"/*.err)"
+        return
+    fi
+    rep=$(hf_report "$dir" closed allowed-8080-4 allowed-8080-6)
+    outage=$(sed -n 's/^max //p' <<<"$rep")
+    if awk -v o="$outage" 'BEGIN { exit !(o == 0) }'; then
+        ok "during $what: the allowed client was never refused on 8080 ($(grep -c '^allowed-8080-' "$dir/all.log") attempts, IPv4 and IPv6)"
+    elif [ "$FW" = firewalld ] && [ -n "$CONTROL_OUTAGE" ] &&
+        awk -v o="$outage" -v c="$CONTROL_OUTAGE" 'BEGIN { exit !(c > 0 && o <= c + 1) }'; then
+        # firewalld's reload itself takes Docker's DNAT rules away until Docker re-creates them, with
+        # or without the watch; the two outages vary from run to run with the machine's load, so
+        # the watch may only add less than 1 s (5 probe intervals) to what the reloads alone do
+        ok "during $what: the allowed client was refused on 8080 for at most $outage s; the same reloads without the watch: $CONTROL_OUTAGE s (at most 1 s more allowed) # known limitation"
+        KNOWN+=("${T}firewall-cmd --reload removes Docker's own rules (DNAT included) until Docker re-creates them: the allowed client is refused for up to $outage s with the watch, $CONTROL_OUTAGE s without it")
+    else
+        not_ok "during $what: the allowed client was never refused on 8080 (longest outage $outage s; without the watch: ${CONTROL_OUTAGE:-?} s)" \
+            "$rep" "$(grep -E '^allowed-8080-' "$dir/all.log" | grep -v ' open ' | head -5)"
+    fi
+    rep=$(hf_report "$dir" open "${keys[@]}")
+    max=$(sed -n 's/^max //p' <<<"$rep")
+    [ "$backend" = nft ] && limit=1 || limit=$((RESYNC + 1))
+    opened=$(grep -v ' open=0 ' <<<"$rep" | grep -v '^max ' | cut -d' ' -f1,3,4 | tr '\n' ';')
+    FIGURES+=("${T}$what: longest window the stranger could connect ${max} s (limit ${limit} s; allowed client's longest outage ${outage} s, ${CONTROL_OUTAGE:-?} s without the watch; $n attempts; ${opened:-no probe got in})")
+    echo "# figure: ${T}longest window the stranger could connect during $what: $max s"
+    if grep -q ' to-the-end' <<<"$rep"; then
+        not_ok "during $what: the stranger's probes were all closed again when the probing stopped" \
+            "$(grep ' to-the-end' <<<"$rep")" "$(hf_snap | grep -E -- '^-A (FORWARD|DOCKER-USER) |^=== ')"
+    elif awk -v m="$max" -v l="$limit" 'BEGIN { exit !(m <= l) }'; then
+        ok "during $what: the longest window the stranger could connect is $max s (at most $limit s)"
+    else
+        not_ok "during $what: the longest window the stranger could connect is $max s (at most $limit s)" \
+            "$(grep -v ' open=0 ' <<<"$rep")" "$(grep -v '^allowed-8080' "$dir/all.log" | grep ' open ' | head -5)" \
+            "$(hf_snap | grep -E -- '^-A (FORWARD|DOCKER-USER) |^=== ')"
+    fi
+}
+
+# ---------------------------------------------------------------- main
+for e in "${ENGINES[@]}"; do
+    for s in "${SCENARIOS[@]}"; do scenario "$e" "$s"; done
+done
+if [ -n "${DFW_HOSTFW_FIGURES:-}" ]; then
+    {
+        echo "| scenario | longest window the stranger could connect |"
+        echo "|---|---|"
+        for f in "${FIGURES[@]}"; do echo "| ${f%%: *} | ${f#*: } |"; done
+    } >"$DFW_HOSTFW_FIGURES"
+fi
+finish

@@ -9,7 +9,7 @@
 # flock(1) makes a run with lock_timeout 1 fail naming the holder and change nothing; the xtables lock
 # held (legacy; in a private /run so no other test waits) becomes an "xtables lock busy" failure within a
 # bound instead of a hang.
-#   CONCURRENCY_ROUNDS  rounds per job (default 60: 4 jobs = 240 rounds, about 1-2 min per job;
+#   CONCURRENCY_ROUNDS  rounds per job (default 50: 4 jobs = 200 rounds, 1-3 min per job;
 #                       e.g. 500 for a manual run)
 # layouts: docker20 docker28
 # shellcheck source=lib.sh
@@ -17,7 +17,7 @@
 t_trap
 t_need_bin
 
-ROUNDS=${CONCURRENCY_ROUNDS:-60}
+ROUNDS=${CONCURRENCY_ROUNDS:-50}
 LOCK_RE='lock'
 RANDOM=${CONCURRENCY_SEED:-$$}
 
@@ -102,6 +102,7 @@ declare -A USED FINAL
 runs=0 lockfails=0 bad_rounds=0 mixed=0 foreign_bad=0 watch_bad=0 shown=0
 start=$SECONDS
 for ((r = 1; r <= ROUNDS; r++)); do
+    echo "round $r at $((SECONDS - start)) s" >>"$T_DIR/progress"
     d=$T_DIR/round
     rm -rf "$d"
     mkdir -p "$d"
@@ -109,9 +110,12 @@ for ((r = 1; r <= ROUNDS; r++)); do
     spec=()
     wj=
     CONC_PIDS=()
+    haswatch=
     for ((j = 0; j < n; j++)); do
         m=${MODES[$((RANDOM % 3))]}
-        [ "$m" = watch ] && [ -n "$wj" ] && m=${MODES[$((RANDOM % 2))]}
+        if [ "$m" = watch ]; then
+            if [ -n "$haswatch" ]; then m=${MODES[$((RANDOM % 2))]}; else haswatch=1; fi
+        fi
         i=$((RANDOM % K))
         spec+=("$m $i")
         USED[$m]=$((${USED[$m]:-0} + 1))

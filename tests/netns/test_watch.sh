@@ -23,7 +23,6 @@ t_need_bin
 RESYNC=${WATCH_RESYNC:-2}
 BOUND=$((RESYNC + 5))
 if [ "$BACKEND" = nft ]; then TRIGGER='netfilter'; else TRIGGER='resync'; fi
-WLOG=$T_DIR/watch.log
 
 # policy <file> <tag> [extra allow entries (JSON array)] — ports 8080, 9090, 9091 from the allowed
 # client; rule comments carry the tag, so the live ruleset shows which policy is in place
@@ -48,17 +47,18 @@ log_wait() {
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 log_tail() { echo "watch log (last lines):"; tail -n 15 "$WLOG"; }
 
-# watch_start <policy file> — start the watcher with a NOTIFY_SOCKET (systemd's Type=notify) and wait
-# for READY=1 after its first converge
+# watch_start <name> <policy file> — start the watcher (log $T_DIR/<name>.log) with a NOTIFY_SOCKET
+# (systemd's Type=notify) and wait for READY=1 after its first converge
 watch_start() {
-    local t _ sock=$T_DIR/notify.sock
-    : >"$WLOG"
+    local name=$1 t _ sock=$T_DIR/notify.sock
+    WLOG=$T_DIR/$name.log
+    shift
     rm -f "$sock"
     lab_kill notify
     lab_spawn notify "$NS_HOST" socat -u "UNIX-RECV:$sock" STDOUT
     for _ in $(seq 1 40); do [ -S "$sock" ] && break; sleep 0.05; done
     WATCH_T0=$EPOCHREALTIME
-    DFW_NOTIFY_SOCKET=$sock dfw_spawn watch watch --policy "$1" --resync "$RESYNC" --docker-socket /nonexistent
+    DFW_NOTIFY_SOCKET=$sock dfw_spawn "$name" watch --policy "$1" --resync "$RESYNC" --docker-socket /nonexistent
     WPID=$DFW_PID
     for _ in $(seq 1 200); do grep -q 'READY=1' "$LAB_DIR/notify.log" 2>/dev/null && break; sleep 0.1; done
     t=$EPOCHREALTIME
@@ -182,7 +182,7 @@ foreign_intact() {
 }
 foreign_record
 
-if watch_start "$POL"; then
+if watch_start watch-nat "$POL"; then
     converged "$POL" "after start"
     mapfile -t P < <(reach_specs allowed dnat 8080; reach_specs denied closed 8080 8443)
     T_PRE="watch running: " expect_probes "${P[@]}"
@@ -273,7 +273,7 @@ t_lab_reset
 PA=$T_DIR/policy-a.json
 policy "$PA" A
 cp "$PA" "$POL"
-if watch_start "$POL"; then
+if watch_start watch-proxy "$POL"; then
     mapfile -t P < <(
         echo "allowed v4 -> host:8080|$NS_ALLOWED|$HOST4|8080|dnat"
         echo "allowed v6 -> host:8080|$NS_ALLOWED|$HOST6|8080|proxy"

@@ -15,7 +15,8 @@
 #                             come back through their restart policy)
 #   f-hook-deleted / f-chain-flushed  every rule of the module outside its own chains (the hooks)
 #                             deleted by hand (iptables-restore --noflush with -D lines, both
-#                             families); then every DFW- chain flushed by hand (iptables -F)
+#                             families); then every DFW- chain flushed by hand (iptables-restore
+#                             --noflush declaring them)
 #   sigterm                   SIGTERM ends the watch within 1 s, exit 0, the rules stay in place
 #   e-reboot                  a simulated reboot: dockerd stopped, the host namespace thrown away, a
 #                             fresh one (empty ruleset), the watch started first, then dockerd, which
@@ -87,8 +88,12 @@ w_watch_start() {
     local log=$1
     # PATH as the daemon's: "iptables" is the backend under test (on a legacy host the alternative
     # points at iptables-legacy; the watch's "auto" backend falls back to it before Docker runs)
-    PATH=$DK_DIR/bin:$PATH nsenter --net="/run/netns/$NS_HOST" "$DFW_BIN" watch --policy "$W_DIR/policy.json" --resync "$W_RESYNC" \
-        --docker-socket "$DK_DIR/docker.sock" >"$log" 2>&1 </dev/null &
+    local state=()
+    # the unit's --state file (the ports Docker published, guarded at the next start until Docker's
+    # API answers), when the binary has the option; it outlives the simulated reboot
+    "$DFW_BIN" watch --help 2>/dev/null | grep -q -- '--state' && state=(--state "$W_DIR/published-ports.json")
+    PATH=$DK_DIR/bin:$PATH nsenter --net="/run/netns/$NS_HOST" "$DFW_BIN" watch --policy "$W_DIR/policy.json" \
+        --resync "$W_RESYNC" --docker-socket "$DK_DIR/docker.sock" "${state[@]}" >"$log" 2>&1 </dev/null &
     WATCH_PID=$!
     echo "watch $WATCH_PID" >>"$DK_DIR/pids"
 }
@@ -189,14 +194,17 @@ w_hooks_delete() {
         done
     done
 }
-# w_chains_flush — flush every DFW- chain by hand (iptables -F, both families, every table)
+# w_chains_flush — flush every DFW- chain by hand, both families, every table: one
+# iptables-restore --noflush per table that declares the chains (declaring a chain in restore input
+# flushes it: what a tool restoring a rules file that names the chain does)
 w_chains_flush() {
-    local fam t c
+    local fam t decl
     for fam in 4 6; do
         for t in filter nat mangle raw; do
-            for c in $(dk_xt "$fam" -save -t "$t" 2>/dev/null | sed -n 's/^:\(DFW-[^ ]*\) .*/\1/p'); do
-                dk_xt "$fam" "" -t "$t" -F "$c"
-            done
+            decl=$(dk_xt "$fam" -save -t "$t" 2>/dev/null | sed -n 's/^:\(DFW-[^ ]*\) .*/:\1 - [0:0]/p')
+            [ -n "$decl" ] || continue
+            printf '*%s\n%s\nCOMMIT\n' "$t" "$decl" | dk_xt "$fam" -restore --noflush ||
+                echo "# could not flush the DFW- chains in $t (IPv$fam)" >&2
         done
     done
 }
@@ -204,9 +212,9 @@ w_chains_flush() {
 # w_wait_owned <want> <seconds> — until the module's rules are <want> again
 w_wait_owned() {
     local want=$1 limit=$2 _
-    for _ in $(seq 1 $((limit * 10))); do
+    for _ in $(seq 1 $((limit * 4))); do
         [ "$(w_owned)" = "$want" ] && return 0
-        sleep 0.1
+        sleep 0.25
     done
     return 1
 }

@@ -57,7 +57,21 @@ finish() {
     local k
     for k in "${KNOWN[@]}"; do echo "# known limitation seen: $k"; done
     for k in "${SKIPPED[@]}"; do echo "# skipped: $k"; done
-    for k in "${FIGURES[@]}"; do echo "# figure: $k"; done
+    local f
+    for k in "${FIGURES[@]}"; do
+        IFS='|' read -r -a f <<<"$k"
+        echo "# figure: ${f[0]}: ${f[1]}: the stranger's longest window ${f[2]} (limit ${f[3]}), the allowed client's longest outage ${f[4]} (without the watch ${f[5]})"
+    done
+    if [ -n "${DFW_HOSTFW_FIGURES:-}" ]; then
+        {
+            echo "| engine, host firewall, iptables | event | stranger's longest window | limit | allowed client's longest outage | the same without the watch | probes |"
+            echo "|---|---|---|---|---|---|---|"
+            for k in "${FIGURES[@]}"; do
+                IFS='|' read -r -a f <<<"$k"
+                echo "| ${f[0]} | ${f[1]} | ${f[2]} | ${f[3]} | ${f[4]} | ${f[5]} | ${f[6]} |"
+            done
+        } >"$DFW_HOSTFW_FIGURES"
+    fi
     [ "${DFW_HOSTFW_KEEP:-0}" = 1 ] && [ -n "${WORK:-}" ] && echo "# keeping $WORK"
     echo "$PASSED passed, $FAILED failed"
     [ "$FAILED" = 0 ] && [ "$PASSED" -gt 0 ]
@@ -270,7 +284,7 @@ scenario() {
         rep=$(hf_report "$dir" open "${keys[@]}")
         got=$(grep -v ' open=0 ' <<<"$rep" | grep -v '^max ' | cut -d' ' -f1 | tr '\n' ' ')
         if [ -n "$got" ]; then
-            ok "the hole: without the watch, after $(reload_cmd) the stranger gets in ($got)"
+            ok "the hole: without the watch, after $(reload_cmd) the stranger gets in (probes that connected: $got)"
         else
             not_ok "the hole: without the watch, after $(reload_cmd) the stranger gets in (it did not: is the scenario real?)" \
                 "$rep" "$(hf_snap | grep -E -- '^-A (FORWARD|DOCKER-USER) |^=== ')"
@@ -374,7 +388,9 @@ check_probes() {
     max=$(sed -n 's/^max //p' <<<"$rep")
     [ "$backend" = nft ] && limit=1 || limit=$((RESYNC + 1))
     opened=$(grep -v ' open=0 ' <<<"$rep" | grep -v '^max ' | cut -d' ' -f1,3,4 | tr '\n' ';')
-    FIGURES+=("${T}$what: longest window the stranger could connect ${max} s (limit ${limit} s; allowed client's longest outage ${outage} s, ${CONTROL_OUTAGE:-?} s without the watch; $n attempts; ${opened:-no probe got in})")
+    # scenario | event | stranger's longest window | limit | allowed client's longest outage, with and
+    # without the watch | attempts | where the stranger got in
+    FIGURES+=("${T%: }|$what|$max s|$limit s|$outage s|${CONTROL_OUTAGE:-?} s|$n|${opened:-none}")
     echo "# figure: ${T}longest window the stranger could connect during $what: $max s"
     if grep -q ' to-the-end' <<<"$rep"; then
         not_ok "during $what: the stranger's probes were all closed again when the probing stopped" \
@@ -392,11 +408,4 @@ check_probes() {
 for e in "${ENGINES[@]}"; do
     for s in "${SCENARIOS[@]}"; do scenario "$e" "$s"; done
 done
-if [ -n "${DFW_HOSTFW_FIGURES:-}" ]; then
-    {
-        echo "| scenario | longest window the stranger could connect |"
-        echo "|---|---|"
-        for f in "${FIGURES[@]}"; do echo "| ${f%%: *} | ${f#*: } |"; done
-    } >"$DFW_HOSTFW_FIGURES"
-fi
 finish

@@ -60,6 +60,10 @@ const MAX_COMMENT_LEN: usize = 200;
 /// IFNAMSIZ - 1.
 const MAX_INTERFACE_LEN: usize = 15;
 
+/// Longest address list (sources, destinations, private ranges) and port list of one entry.
+const MAX_ADDRESSES: usize = 10_000;
+const MAX_PORTS: usize = 1_000;
+
 /// Seconds a run waits for another run to finish before it fails.
 pub const DEFAULT_LOCK_TIMEOUT: u64 = 30;
 const MAX_LOCK_TIMEOUT: u64 = 3600;
@@ -410,6 +414,7 @@ fn allow_entry(v: &Value, field: &str) -> Result<AllowEntry> {
     let mut seen = std::collections::HashSet::new();
     if let Some(s) = get("sources") {
         let items = list(s, &format!("{field}.sources"))?;
+        at_most(&items, &format!("{field}.sources"), MAX_ADDRESSES)?;
         if items.is_empty() {
             return err(
                 &format!("{field}.sources"),
@@ -507,13 +512,15 @@ fn egress(v: &Value) -> Result<Egress> {
 
 fn networks(v: &Value, field: &str) -> Result<Vec<IpNet>> {
     let items = list(v, field)?;
+    at_most(&items, field, MAX_ADDRESSES)?;
     if items.is_empty() {
         return err(field, "must name at least one address or CIDR");
     }
     let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for (i, item) in items.iter().enumerate() {
         let net = network(item, &format!("{field}[{i}]"))?;
-        if !out.contains(&net) {
+        if seen.insert(net) {
             out.push(net);
         }
     }
@@ -599,14 +606,32 @@ fn rate(v: &Value, field: &str) -> Result<Rate> {
 fn ports(v: Option<&Value>, field: &str) -> Result<Vec<PortRange>> {
     let mut out = Vec::new();
     if let Some(p) = v {
-        for (i, item) in list(p, &format!("{field}.ports"))?.iter().enumerate() {
+        let items = list(p, &format!("{field}.ports"))?;
+        at_most(&items, &format!("{field}.ports"), MAX_PORTS)?;
+        let mut seen = std::collections::HashSet::new();
+        for (i, item) in items.iter().enumerate() {
             let range = port_range(item, &format!("{field}.ports[{i}]"))?;
-            if !out.contains(&range) {
+            if seen.insert(range) {
                 out.push(range);
             }
         }
     }
     Ok(out)
+}
+
+/// Refuses lists too long to be a policy: in the iptables dataplane every address is one rule per
+/// port, and a new connection walks them in order.
+fn at_most(items: &[Value], field: &str, max: usize) -> Result<()> {
+    if items.len() > max {
+        return err(
+            field,
+            format!(
+                "{} entries, at most {max} (each is a rule per port; use fewer, wider CIDRs)",
+                items.len()
+            ),
+        );
+    }
+    Ok(())
 }
 
 /// A whole number of seconds in 0..=max, as Ansible's int (also "30" and 30.0).

@@ -99,7 +99,7 @@ impl Proto {
 }
 
 /// An inclusive port range; `first == last` for a single port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PortRange {
     pub first: u16,
     pub last: u16,

@@ -208,21 +208,8 @@ hf_policy() {
           persist: false}' >"$1"
 }
 
-# hf_apply <policy> — one run of the module on the host (the apply subcommand; Ansible's JSON args
-# file call with a binary that has no subcommands yet). Exit 0 no change, 2 changed, 1 failed.
-hf_apply() {
-    local policy=$1
-    if [[ $("$DFW_BIN" apply --help 2>&1) == *--policy* ]]; then
-        hf_hx "$DFW_BIN" apply --policy "$policy"
-    else
-        local out
-        out=$(hf_hx "$DFW_BIN" "$policy")
-        echo "$out"
-        case $(jq -r 'if .failed then "f" elif .changed then "c" else "n" end' <<<"$out" 2>/dev/null) in
-            n) return 0 ;; c) return 2 ;; *) return 1 ;;
-        esac
-    fi
-}
+# hf_apply <policy> — one run of the module on the host. Exit 0 no change, 2 changed, 1 failed.
+hf_apply() { hf_hx "$DFW_BIN" apply --policy "$1"; }
 
 # hf_watch_start <policy> <resync seconds> <log> — the service's command on the host; waits for the
 # line of its first converge, "applied (start): ..." or "in place (start): ..." (<= 30 s)

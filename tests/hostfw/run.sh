@@ -41,7 +41,7 @@ read -r -a SCENARIOS <<<"${DFW_HOSTFW_SCENARIOS:-ufw:nft ufw:legacy firewalld:nf
 RESYNC=${DFW_HOSTFW_RESYNC:-3}
 RELOADS=${DFW_HOSTFW_RELOADS:-2}
 FIREWALLD_PAUSE=${DFW_HOSTFW_FIREWALLD_PAUSE:-7}
-HF_APT_PACKAGES=(ufw firewalld dbus python3 jq)
+HF_APT_PACKAGES=(ufw firewalld dbus python3 jq procps)
 
 PASSED=0
 FAILED=0
@@ -99,9 +99,15 @@ trap 'exit 143' TERM
 
 # daemons in the machine's own network namespace (to see that installing started none)
 root_daemons() {
-    local p
-    for p in $(pgrep -x 'dockerd|containerd|firewalld|dbus-daemon' 2>/dev/null); do
-        [ "$(readlink "/proc/$p/ns/net" 2>/dev/null)" = "$(readlink /proc/1/ns/net)" ] && echo "$p"
+    local d p root_net
+    root_net=$(readlink /proc/1/ns/net)
+    for d in /proc/[0-9]*; do
+        p=${d#/proc/}
+        case $(cat "$d/comm" 2>/dev/null) in
+            dockerd | containerd | firewalld | dbus-daemon)
+                [ "$(readlink "$d/ns/net" 2>/dev/null)" = "$root_net" ] && echo "$p $(tr '\0' ' ' <"$d/cmdline" 2>/dev/null)"
+                ;;
+        esac
     done | sort
 }
 if [ -e /usr/sbin/policy-rc.d ] && { /usr/sbin/policy-rc.d firewalld start >/dev/null 2>&1; [ $? != 101 ]; }; then
@@ -121,7 +127,7 @@ if ! { dk_install_packages && { [ "${#missing[@]}" = 0 ] ||
 fi
 new=$(comm -13 <(echo "$DAEMONS_BEFORE") <(root_daemons))
 if [ -n "$new" ]; then
-    not_ok "preflight: installing started no daemon in the machine's own namespace" "$(ps -o pid,args -p "${new//$'\n'/,}")"
+    not_ok "preflight: installing started no daemon in the machine's own namespace" "$new"
 fi
 if [ ! -x "$DFW_BIN" ] && [ -z "$DFW_BIN_FROM_ENV" ]; then
     dk_module_ready >"$WORK/setup.log" 2>&1 || true

@@ -160,12 +160,15 @@ hf_ufw_up() {
 }
 
 # hf_ufw_snap — ufw's own rules: its chains, the jumps to them, the builtin policies, and the
-# rules of DOCKER-USER that are not docker_firewall's (the after.rules block), both families
+# rules of DOCKER-USER that are not docker_firewall's (the after.rules block), both families; then
+# the checksums of ufw's files (the host's private copies)
 hf_ufw_snap() {
     { hf_xt 4 -save -t filter; echo "=== ipv6"; hf_xt 6 -save -t filter; } 2>/dev/null |
         sed -E 's/\[[0-9]+:[0-9]+\]/[0:0]/g' |
         grep -E '^(\*|COMMIT|=== |:(INPUT|FORWARD|OUTPUT) |:ufw|-A ufw)|-j ufw|^-A DOCKER-USER ' |
         grep -v 'docker_firewall:'
+    echo "=== files"
+    (cd "$DK_DIR/etc" && find ufw default-ufw -type f | sort | xargs md5sum)
 }
 
 # hf_firewalld_up — a private system D-Bus and firewalld (its default nftables backend)

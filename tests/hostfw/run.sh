@@ -353,14 +353,14 @@ reload_pause() {
 
 reload_cmd() { [ "$FW" = ufw ] && echo "ufw reload" || echo "firewall-cmd --reload"; }
 
-# ufw_same <snapshot> <label> — ufw's own rules are byte for byte what they were before our runs
+# ufw_same <snapshot> <label> — ufw's own rules and files are byte for byte what they were before our runs
 ufw_same() {
     local now
     now=$(hf_ufw_snap)
     if [ "$now" = "$1" ]; then
-        ok "$2: ufw's own rules are the same byte for byte as before our runs ($(grep -c -- '^-A' <<<"$now") rules, both families)"
+        ok "$2: ufw's own rules and files are the same byte for byte as before our runs ($(grep -c -- '^-A' <<<"$now") rules, both families; $(sed '1,/^=== files$/d' <<<"$now" | wc -l) files)"
     else
-        not_ok "$2: ufw's own rules are the same byte for byte as before our runs" "$(diff <(echo "$1") <(echo "$now") | head -20)"
+        not_ok "$2: ufw's own rules and files are the same byte for byte as before our runs" "$(diff <(echo "$1") <(echo "$now") | head -20)"
     fi
 }
 

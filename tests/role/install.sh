@@ -7,9 +7,10 @@
 #
 #   bash tests/role/install.sh        (root; needs the Debian mirrors)
 #
-# Checks: --check installs nothing; a run installs iptables-persistent without prompting, with
-# autosave_v4/v6 preseeded false and no dump of the live ruleset; a second run changes nothing; on a
-# host with ufw the role stops before changing anything.
+# Checks (without the watch service, the path that installs iptables-persistent): --check installs
+# nothing; a run installs iptables-persistent without prompting, with autosave_v4/v6 preseeded false
+# and no dump of the live ruleset; a second run changes nothing; on a host with ufw the role stops
+# before changing anything. With the service (the default) the role succeeds on the ufw host.
 # Prints "ok - ..." / "not ok - ..." lines and "N passed, N failed".
 set -uo pipefail
 
@@ -19,7 +20,9 @@ ROOT=$(cd "$HERE/../.." && pwd)
 if [ "${DFW_ROLE_INSTALL_INNER:-}" != 1 ]; then
     [ "$(id -u)" = 0 ] || { echo "not ok - run as root"; echo "0 passed, 1 failed"; exit 1; }
     [ -f /etc/debian_version ] || { echo "not ok - needs a Debian machine"; echo "0 passed, 1 failed"; exit 1; }
-    [ -x "$ROOT/library/docker_firewall" ] || { echo "not ok - library/docker_firewall missing (scripts/setup)"; echo "0 passed, 1 failed"; exit 1; }
+    BIN=${DFW_BIN:-$ROOT/library/docker_firewall}
+    [ -x "$BIN" ] || { echo "not ok - $BIN missing (scripts/setup, or set DFW_BIN)"; echo "0 passed, 1 failed"; exit 1; }
+    export BIN
     WORK=$(mktemp -d /tmp/dfwrole-install.XXXXXX) || exit 1
     trap 'rm -rf "$WORK"' EXIT
     # a private mount namespace: the overlay and every mount below vanish with it
@@ -55,6 +58,18 @@ if ! { mount -t tmpfs dfwrole-install "$WORK/layers" && mkdir "$WORK/layers/u" "
 fi
 ok "an overlay of / to install into"
 
+# this machine may have ufw installed (the host firewall suites use it): remove it in the overlay, in
+# a fresh network namespace (its prerm stops ufw there only), so the test starts from a host without it
+# shellcheck disable=SC2016  # a dpkg-query format, not a shell expansion
+if [ "$(chroot "$M" dpkg-query -W -f='${db:Status-Status}' ufw 2>/dev/null)" = installed ]; then
+    if out=$(chroot "$M" unshare --net --fork env DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq ufw 2>&1); then
+        ok "ufw removed from the overlay (the test starts without it)"
+    else
+        not_ok "ufw removed from the overlay (the test starts without it)" "$out"
+        finish
+    fi
+fi
+
 # the state of the real machine, to compare at the end
 real_before=$(dpkg-query -W -f='${db:Status-Status}' iptables-persistent 2>/dev/null; ls -d /etc/iptables 2>/dev/null)
 
@@ -76,13 +91,15 @@ P=/tmp/project
 mkdir -p "$M$P/roles" "$M$P/library" "$M$P/home"
 cp -r "$ROOT/roles/docker_firewall" "$M$P/roles/"
 rm -rf "$M$P/roles/docker_firewall/library"
-install -m 0755 "$ROOT/library/docker_firewall" "$M$P/library/docker_firewall"
+install -m 0755 "$BIN" "$M$P/library/docker_firewall"
+# without the watch service (persist then defaults to true): the path that installs iptables-persistent
 cat >"$M$P/site.yml" <<'EOF'
 ---
 - name: Install and apply
   hosts: all
   gather_facts: false
   vars:
+    docker_firewall_service: false
     docker_firewall_ingress:
       allow:
         - ports: [443]
@@ -168,9 +185,25 @@ else
     if grep -q '^rc=2$' <<<"$out" && grep -q 'ufw is installed, and installing iptables-persistent would remove it' <<<"$out" &&
         ! grep -q 'DFW-' <<<"$out" &&
         [ "$(pkg_state ufw)" = installed ]; then
-        ok "a host with ufw: the role stops before installing or applying anything, ufw stays"
+        ok "a host with ufw, no service: the role stops before installing or applying anything, ufw stays"
     else
-        not_ok "a host with ufw: the role stops before installing or applying anything, ufw stays" "$out"
+        not_ok "a host with ufw, no service: the role stops before installing or applying anything, ufw stays" "$out"
+    fi
+    # the same host with the watch service (the default): iptables only, the service's files, ufw stays
+    # shellcheck disable=SC2016  # expanded by the inner shell
+    out=$(chroot "$M" unshare --net --fork env PATH="$ROOT/.venv/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+        ANSIBLE_HOME="$P/home" ANSIBLE_NOCOLOR=1 LANG=C.UTF-8 LC_ALL=C.UTF-8 P="$P" sh -c '
+        ip link set lo up && ip link add eth0 type veth peer name eth0-peer && ip link set eth0-peer up &&
+            ip addr add 10.205.0.2/24 dev eth0 && ip link set eth0 up && ip route add default via 10.205.0.1 || exit 98
+        cd "$P" && timeout 900 ansible-playbook -i hosts site.yml -e docker_firewall_service=true; echo "rc=$?"
+        ls /usr/local/sbin/docker_firewall /etc/docker_firewall/policy.json /etc/systemd/system/docker-firewall.service
+        iptables-save' 2>&1)
+    if grep -q '^rc=0$' <<<"$out" && grep -q 'DFW-INGRESS' <<<"$out" &&
+        grep -q '^/etc/systemd/system/docker-firewall.service$' <<<"$out" &&
+        [ "$(pkg_state ufw)" = installed ]; then
+        ok "a host with ufw, with the service: the role installs and applies, ufw stays"
+    else
+        not_ok "a host with ufw, with the service: the role installs and applies, ufw stays" "$out"
     fi
 fi
 

@@ -212,8 +212,8 @@ portable() {
 # The role with the service (the default), in a fresh network namespace with /etc and /usr/local
 # as throw-away overlays; the host has no systemd as PID 1, so the role installs and does not start.
 # --check --diff on a fresh host reports the files and changes nothing; a run installs them (modes,
-# content), the unit passes systemd-analyze verify, a second run changes nothing, a changed policy
-# rewrites the policy file only; the unit's ExecStart, run as systemd would (unit_exec.py), puts back
+# content), the unit passes systemd-analyze verify, a changed policy rewrites the policy file only
+# (the second run with nothing to change is molecule's idempotence step); the unit's ExecStart, run as systemd would (unit_exec.py), puts back
 # a flushed chain and leaves the rules in place after SIGTERM; state absent removes files and rules.
 service() {
     local p=$WORK/project out
@@ -248,7 +248,6 @@ EOF
         echo "=== unit"; cat /etc/systemd/system/docker-firewall.service; echo "=== end"
         systemd-analyze verify /etc/systemd/system/docker-firewall.service > verify.log 2>&1
         echo "verify=$? lines=$(wc -l < verify.log)"; cat verify.log
-        run > s3.log 2>&1; echo "s3=$?"
         cmp -s /usr/local/sbin/docker_firewall library/docker_firewall && echo "binary=same"
         run -e "{\"docker_firewall_ingress\": {\"allow\": [{\"ports\": [8443]}]}}" > s4.log 2>&1; echo "s4=$?"
         grep -q 8443 /etc/docker_firewall/policy.json && echo "policy=updated"
@@ -259,14 +258,13 @@ EOF
         rules > after-exec.rules
         cmp -s applied.rules after-exec.rules && echo "after-exec=same"
         run -e docker_firewall_state=absent > s5.log 2>&1; echo "s5=$?"
-        for f in $F; do [ -e "$f" ] && echo "s5-exists=$f"; done
+        for f in $F rules/rules.v4 rules/rules.v6; do [ -e "$f" ] && echo "s5-exists=$f"; done
         echo "s5-dfw=$(rules | grep -c DFW-)"
-        for f in s1 s2 s3 s4 s5; do echo "=== $f"; cat "$f.log"; done')
+        for f in s1 s2 s4 s5; do echo "=== $f"; cat "$f.log"; done')
     echo "$out"
-    local s1 s2 s3 s4 s5 policy
+    local s1 s2 s4 s5 policy
     s1=$(sed -n '/^=== s1$/,/^=== s2$/p' <<<"$out")
-    s2=$(sed -n '/^=== s2$/,/^=== s3$/p' <<<"$out")
-    s3=$(sed -n '/^=== s3$/,/^=== s4$/p' <<<"$out")
+    s2=$(sed -n '/^=== s2$/,/^=== s4$/p' <<<"$out")
     s4=$(sed -n '/^=== s4$/,/^=== s5$/p' <<<"$out")
     s5=$(sed -n '/^=== s5$/,$p' <<<"$out")
     policy=$(sed -n '/^=== policy$/,/^=== end$/p' <<<"$out" | sed '1d;$d')
@@ -288,8 +286,7 @@ EOF
             and .ingress.allow[0].ports == [8080] and .ingress.allow[0].sources == ["192.0.2.10"]
             and .strategy == "docker_user"' <<<"$policy" >/dev/null &&
         grep -q '^verify=0 lines=0$' <<<"$out" &&
-        # idempotent; the binary is the module
-        grep -q '^s3=0$' <<<"$out" && grep -Eq 'localhost +: ok=[0-9]+ +changed=0 .*failed=0' <<<"$s3" &&
+        # the binary is the module's (a second run changing nothing: molecule's idempotence step)
         grep -q '^binary=same$' <<<"$out" &&
         # a changed policy: the policy file and the rules change, nothing else
         grep -q '^s4=0$' <<<"$out" && grep -q '^policy=updated$' <<<"$out" &&
@@ -299,6 +296,71 @@ EOF
         # state absent: the service's files and the rules are gone
         grep -q '^s5=0$' <<<"$out" && ! grep -q '^s5-exists=' <<<"$out" && grep -q '^s5-dfw=0$' <<<"$out" &&
         grep -Eq 'localhost +: ok=[0-9]+ +changed=[2-9] .*failed=0' <<<"$s5"
+}
+
+# A host with ufw enabled (this machine's ufw package, its /etc/ufw in the throw-away overlay), with an
+# after.rules block in the style of ufw-docker that declares :DOCKER-USER (so `ufw reload` flushes the
+# hook): the role, packages included (iptables only), succeeds with the service, and a --check --diff
+# run then has nothing to change, ufw stays installed and active, iptables-persistent is not
+# installed; after `ufw reload` the unit's command puts the rules back. Without the service and with
+# persist, the role stops before installing anything (iptables-persistent would remove ufw).
+ufw_host() {
+    local p=$WORK/project out
+    command -v ufw >/dev/null 2>&1 || { echo "ufw is not installed on this machine"; return 1; }
+    cat >"$p/ufw.yml" <<'EOF'
+---
+- name: The role on a host with ufw
+  hosts: all
+  gather_facts: false
+  vars:
+    docker_firewall_ingress:
+      allow:
+        - ports: [8080]
+          sources: [192.0.2.10]
+  roles:
+    - role: docker_firewall
+EOF
+    # shellcheck disable=SC2016  # expanded by the inner shell
+    out=$(in_netns "$p" '
+        owned() { iptables-save | grep -E "DFW-|docker_firewall:" | sed -E "s/\[[0-9]+:[0-9]+\]//"; }
+        dpkg() { dpkg-query -W -f="\${db:Status-Status}" "$1" 2>/dev/null; }
+        printf "%s\n" "# BEGIN a ufw-docker style block (tests/role/run.sh)" "*filter" ":ufw-user-forward - [0:0]" \
+            ":DOCKER-USER - [0:0]" \
+            "-A DOCKER-USER -j ufw-user-forward" "-A DOCKER-USER -j RETURN" "COMMIT" >> /etc/ufw/after.rules
+        ufw --force enable >ufw.log 2>&1; echo "ufw-enable=$?"; cat ufw.log
+        # the role'"'"'s apt task updates a cache older than an hour; this namespace has no network
+        mkdir -p /var/lib/apt/periodic && touch /var/lib/apt/periodic/update-success-stamp
+        rm -f /etc/iptables/rules.v4 /etc/iptables/rules.v6
+        run() { ansible-playbook -i hosts ufw.yml "$@"; }
+        run > u1.log 2>&1; echo "u1=$?"
+        run --check --diff > u3.log 2>&1; echo "u3=$?"
+        echo "ufw=$(dpkg ufw) persistent=$(dpkg iptables-persistent)"
+        ufw status | head -1
+        [ -e /etc/iptables/rules.v4 ] && echo "rules-file=written"
+        owned > applied.rules
+        ufw reload >>ufw.log 2>&1; echo "reload=$? hooks-after-reload=$(iptables -S DOCKER-USER | grep -c docker_firewall:)"
+        python3 "$ROOT/tests/role/unit_exec.py" /etc/systemd/system/docker-firewall.service --run 1 > exec.log 2>&1
+        echo "exec=$?"; cat exec.log
+        owned > after-exec.rules
+        cmp -s applied.rules after-exec.rules && echo "after-exec=same"
+        run -e docker_firewall_service=false > u4.log 2>&1; echo "u4=$?"
+        echo "ufw=$(dpkg ufw) persistent=$(dpkg iptables-persistent)"
+        for f in u1 u3 u4; do echo "=== $f"; cat "$f.log"; done')
+    echo "$out"
+    local u1 u3 u4
+    u1=$(sed -n '/^=== u1$/,/^=== u3$/p' <<<"$out")
+    u3=$(sed -n '/^=== u3$/,/^=== u4$/p' <<<"$out")
+    u4=$(sed -n '/^=== u4$/,$p' <<<"$out")
+    grep -q '^ufw-enable=0$' <<<"$out" &&
+        grep -q '^u1=0$' <<<"$out" && grep -q '"applied: ipv4: ' <<<"$u1" &&
+        grep -q 'TASK \[docker_firewall : Install iptables\]' <<<"$u1" &&
+        # --check --diff of the same policy: nothing to change (packages, service files, rules)
+        grep -q '^u3=0$' <<<"$out" && grep -Eq 'localhost +: ok=[0-9]+ +changed=0 .*failed=0' <<<"$u3" &&
+        [ "$(grep -c '^ufw=installed persistent=not-installed$' <<<"$out")" = 2 ] &&
+        grep -q '^Status: active$' <<<"$out" && ! grep -q '^rules-file=written$' <<<"$out" &&
+        grep -q '^reload=0 hooks-after-reload=0$' <<<"$out" &&
+        grep -q '^exec=0$' <<<"$out" && grep -q '^after-exec=same$' <<<"$out" &&
+        grep -q '^u4=2$' <<<"$out" && grep -q 'ufw is installed, and installing iptables-persistent would remove it' <<<"$u4"
 }
 
 # ---------------------------------------------------------------- the example of docs/role.md
@@ -376,7 +438,7 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 
-step "role library binary (roles/docker_firewall/library/docker_firewall = library/docker_firewall)" role_binary
+step "role library binary (roles/docker_firewall/library/docker_firewall = ${DFW_BIN:-library/docker_firewall})" role_binary
 step "shellcheck tests/role" shell_lint
 step "yamllint (.yamllint)" yaml_lint
 step "ansible-lint, production profile (.ansible-lint)" ansible_lint
@@ -384,7 +446,8 @@ step "ansible-doc renders the role's argument spec" role_doc
 if step "a project with the role copied and library/ beside the playbook" make_project; then
     step "argument spec stops misspelled role input before the module runs" bad_input
     step "copied role: applies, idempotent, --check --diff reports and changes nothing" portable
-    step "the watch service: --check --diff, install, verify, idempotent, its command runs, absent removes" service
+    step "the watch service: --check --diff, install, verify the unit, policy change, its command runs, absent removes" service
+    step "a host with ufw enabled and a ufw-docker block: the role with the service, packages included" ufw_host
 fi
 step "docs/role.md shows the example files verbatim (tests/role/example)" example_in_docs
 step "docs/role.md example runs: --check --diff previews, applies, idempotent" example_runs

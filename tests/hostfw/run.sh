@@ -15,10 +15,12 @@
 #   2. `docker_firewall watch --policy P --resync R` runs on the host; a stranger and an allowed client
 #      probe every published port over IPv4 and IPv6 every 0.2 s (tests/hostfw/probe.py, 0.8 s bound)
 #      while the host firewall reloads (DFW_HOSTFW_RELOADS times): the allowed client is never
-#      refused; the longest window the stranger could connect is printed as "# figure:" and must be
-#      at most 1 s on iptables-nft, at most the resync interval + 1 s on iptables-legacy; the watch
-#      logs its repairs; ufw's own rules are the same byte for byte before our runs, under the watch,
-#      and after it stopped; SIGTERM ends the watch (exit 0) and the rules stay.
+#      refused (with firewalld, whose reload itself removes Docker's DNAT rules until Docker puts
+#      them back: not for more than 1 s longer than the same reloads refuse it without the watch,
+#      measured in step 1); the longest window the stranger could connect is printed as "# figure:"
+#      and must be at most 1 s on iptables-nft, at most the resync interval + 1 s on iptables-legacy;
+#      the watch logs its repairs; ufw's own rules and files are the same byte for byte before our
+#      runs, under the watch, and after it stopped; SIGTERM ends the watch (exit 0), the rules stay.
 #
 # Prints "ok - ..." / "not ok - ..." per check and finally "N passed, N failed"; exit status 1 on any
 # failure. Root only. Installs what it needs on a fresh Debian 12 (policy-rc.d first: no package starts

@@ -122,8 +122,9 @@ for p in "${HF_APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 # dk_install_packages writes policy-rc.d (exit 101) first when there is none, then docker.io & co
-if ! { dk_install_packages && { [ "${#missing[@]}" = 0 ] ||
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null; }; } >"$WORK/install.log" 2>&1; then
+if ! { dk_install_packages && { [ "${#missing[@]}" = 0 ] || { apt-get update -qq </dev/null &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null; }; }; } \
+    >"$WORK/install.log" 2>&1; then
     not_ok "preflight: installing the Debian packages" "$(tail -20 "$WORK/install.log")"
     finish
 fi

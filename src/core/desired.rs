@@ -16,7 +16,7 @@
 
 use super::owned::DesiredState;
 use super::policy::{AllowEntry, Config, EgressAllow, Family, State, Verdict};
-use super::rule::{Rule, RuleBuilder, quote};
+use super::rule::{Rule, RuleBuilder, quote, tag_hash};
 use super::save::{Ruleset, option_value, split_args, target};
 
 pub const INGRESS: &str = "DFW-INGRESS";
@@ -94,15 +94,19 @@ impl DockerFacts {
     }
 }
 
-/// `DOCKER-USER`, unless Docker's filter chains exist and FORWARD does not jump to DOCKER-USER.
+/// `DOCKER-USER`, unless Docker's filter chains exist and FORWARD does not send traffic to
+/// DOCKER-USER before anything else. Docker 20.10 writes no DOCKER-USER jump for its experimental
+/// IPv6, and after a firewalld reload it puts the jump back *behind* its per-bridge ACCEPTs, where a
+/// filter in DOCKER-USER is never reached: then our hook goes first in FORWARD itself.
 fn forward_chain(ruleset: &Ruleset) -> &'static str {
     let Some(filter) = ruleset.table("filter") else {
         return DOCKER_USER;
     };
-    let jumps_to_docker_user = filter
+    let first_foreign = filter
         .rules_of("FORWARD")
-        .any(|r| target(r.spec).as_deref() == Some(DOCKER_USER));
-    if filter.has_chain("DOCKER") && !jumps_to_docker_user {
+        .find(|r| tag_hash(r.spec).is_none());
+    let jumps_first = first_foreign.is_some_and(|r| target(r.spec).as_deref() == Some(DOCKER_USER));
+    if filter.has_chain("DOCKER") && !jumps_first {
         "FORWARD"
     } else {
         DOCKER_USER
@@ -566,5 +570,46 @@ fn final_verdict(verdict: Verdict, family: Family) -> Vec<Rule> {
                 RuleBuilder::new().jump(INGRESS_DENY, unreachable),
             ]
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::forward_chain;
+    use crate::core::save::parse_save;
+
+    fn chain_for(forward: &str) -> &'static str {
+        let text = format!(
+            "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+             :DOCKER - [0:0]\n:DOCKER-USER - [0:0]\n{forward}COMMIT\n"
+        );
+        forward_chain(&parse_save(&text).expect("parses"))
+    }
+
+    #[test]
+    fn the_hook_goes_where_forwarded_traffic_meets_it_first() {
+        // Docker's own order: DOCKER-USER first.
+        assert_eq!(
+            chain_for("-A FORWARD -j DOCKER-USER\n-A FORWARD -o docker0 -j DOCKER\n"),
+            "DOCKER-USER"
+        );
+        // Our hook already first in FORWARD does not count as "something before DOCKER-USER".
+        assert_eq!(
+            chain_for(
+                "-A FORWARD -m comment --comment \"docker_firewall:0123456789ab\" -j DFW-INGRESS\n\
+                 -A FORWARD -j DOCKER-USER\n"
+            ),
+            "DOCKER-USER"
+        );
+        // Docker 20.10 after a firewalld reload: its ACCEPTs come before the DOCKER-USER jump.
+        assert_eq!(
+            chain_for(
+                "-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+                 -A FORWARD -o docker0 -j DOCKER\n-A FORWARD -j DOCKER-USER\n"
+            ),
+            "FORWARD"
+        );
+        // Docker 20.10's experimental IPv6: no DOCKER-USER jump at all.
+        assert_eq!(chain_for("-A FORWARD -o docker0 -j DOCKER\n"), "FORWARD");
     }
 }

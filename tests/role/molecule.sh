@@ -15,7 +15,7 @@
 #   host: docker0 10.203.1.1/24 fd00:203:1::1/64 ── c1 10.203.1.2 fd00:203:1::2, TCP listener :80
 #         answering "c1 <peer address>"
 #
-# molecule runs in "host" (ip netns exec), with /etc and /usr/local covered by throw-away overlays:
+# molecule runs in "host" (ip netns exec), with /etc, /usr/local and /var/lib covered by throw-away overlays:
 # whatever `molecule test` writes there is listed, and fails the run unless it is exactly the list in
 # molecule/SCENARIO/writes (the watch service's files). The scenarios' prepare playbook loads Docker-like
 # iptables rules (published 8080 and 9090 -> c1:80) there; verify probes from "allowed" and "denied"
@@ -162,10 +162,10 @@ nsx "$NS_HOST" env \
     bash -c '
     set -u
     ovl=$DFW_ROLE_WORK/overlay
-    # ip netns exec gave us a private mount namespace (mounts do not propagate back): cover /etc and
-    # /usr/local (the role installs its service there) for this process tree only
+    # ip netns exec gave us a private mount namespace (mounts do not propagate back): cover /etc,
+    # /usr/local (the role installs its service there) and /var/lib (its state) for this process tree only
     mount -t tmpfs dfwrole-etc "$ovl" || { echo "role-molecule: cannot mount a tmpfs for the overlays" >&2; exit 97; }
-    for d in /etc /usr/local; do
+    for d in /etc /usr/local /var/lib; do
         n=$(echo "$d" | tr / _)
         mkdir "$ovl/u$n" "$ovl/w$n" &&
             mount -t overlay dfwrole-etc -o "lowerdir=$d,upperdir=$ovl/u$n,workdir=$ovl/w$n" "$d" ||
@@ -180,13 +180,13 @@ nsx "$NS_HOST" env \
     molecule "$cmd" -s "$scenario" "$@"
     rc=$?
     # what the run wrote there must be listed in molecule/SCENARIO/writes (the service files), if anything
-    writes=$(for d in /etc /usr/local; do
+    writes=$(for d in /etc /usr/local /var/lib; do
         (cd "$ovl/u$(echo "$d" | tr / _)" && find . -mindepth 1 ! -type d | sed "s|^\.|$d|")
     done | sort)
     expected=$(sed "/^#/d; /^$/d" "molecule/$scenario/writes" 2>/dev/null | sort)
     unexpected=$(comm -23 <(echo "$writes") <(echo "$expected") | sed "/^$/d")
     if [ -n "$unexpected" ]; then
-        echo "role-molecule: the run wrote under /etc or /usr/local (kept out of the real ones by the overlay):" >&2
+        echo "role-molecule: the run wrote under /etc, /usr/local or /var/lib (kept out of the real ones by the overlay):" >&2
         echo "$unexpected" >&2
         echo "role-molecule: the scenario expects only (molecule/$scenario/writes):" >&2
         echo "${expected:-(nothing)}" >&2

@@ -122,8 +122,8 @@ EOF
 
 # in_netns DIR SCRIPT : run bash SCRIPT in DIR, in a fresh network namespace with an external interface
 # holding the default routes and a docker0 bridge (no Docker rules: the module warns and hooks anyway),
-# and a private mount namespace where /etc, /usr/local and /var/lib/apt are throw-away overlays (the
-# role's service files go there). $DIR/writes lists the files the script wrote there.
+# and a private mount namespace where /etc, /usr/local and /var/lib are throw-away overlays (the
+# role's service files and the service's state go there). $DIR/writes lists the files the script wrote there.
 in_netns() {
     # shellcheck disable=SC2016  # expanded by the inner shell
     unshare --net --mount --propagation private --fork \
@@ -135,7 +135,7 @@ in_netns() {
         [ -n "$DFW_ROLE_OUTER_MNTNS" ] && [ "$(readlink /proc/self/ns/mnt)" != "$DFW_ROLE_OUTER_MNTNS" ] || exit 99
         ovl=$1/overlay
         mkdir -p "$ovl" && mount -t tmpfs dfwrole-ovl "$ovl" || exit 97
-        for d in /etc /usr/local /var/lib/apt; do
+        for d in /etc /usr/local /var/lib; do
             n=$(echo "$d" | tr / _)
             mkdir "$ovl/u$n" "$ovl/w$n" &&
                 mount -t overlay dfwrole-ovl -o "lowerdir=$d,upperdir=$ovl/u$n,workdir=$ovl/w$n" "$d" || exit 97
@@ -148,7 +148,7 @@ in_netns() {
             ip link add docker0 type bridge && ip link set docker0 up || exit 98
         cd "$1" && eval "$2"
         rc=$?
-        for d in /etc /usr/local /var/lib/apt; do
+        for d in /etc /usr/local /var/lib; do
             (cd "$ovl/u$(echo "$d" | tr / _)" && find . -mindepth 1 ! -type d | sed "s|^\.|$d|")
         done >"$1/writes"
         exit "$rc"' in-netns "$1" "$2"
@@ -255,10 +255,11 @@ EOF
         iptables -F DFW-INGRESS-POLICY && echo "flushed=$(rules | grep -c "^-A DFW-INGRESS-POLICY")"
         python3 "$ROOT/tests/role/unit_exec.py" /etc/systemd/system/docker-firewall.service --run 2 > exec.log 2>&1
         echo "exec=$?"; cat exec.log
+        stat -c "mode %n %a %U:%G" /var/lib/docker_firewall /var/lib/docker_firewall/*
         rules > after-exec.rules
         cmp -s applied.rules after-exec.rules && echo "after-exec=same"
         run -e docker_firewall_state=absent > s5.log 2>&1; echo "s5=$?"
-        for f in $F rules/rules.v4 rules/rules.v6; do [ -e "$f" ] && echo "s5-exists=$f"; done
+        for f in $F /var/lib/docker_firewall rules/rules.v4 rules/rules.v6; do [ -e "$f" ] && echo "s5-exists=$f"; done
         echo "s5-dfw=$(rules | grep -c DFW-)"
         for f in s1 s2 s4 s5; do echo "=== $f"; cat "$f.log"; done')
     echo "$out"
@@ -293,6 +294,7 @@ EOF
         grep -Eq 'localhost +: ok=[0-9]+ +changed=2 .*failed=0' <<<"$s4" &&
         # the unit's command: ready (READY=1), repaired the flushed chain, exit 0 on SIGTERM, rules stay
         grep -q '^flushed=0$' <<<"$out" && grep -q '^exec=0$' <<<"$out" && grep -q '^after-exec=same$' <<<"$out" &&
+        grep -q '^mode /var/lib/docker_firewall 700 root:root$' <<<"$out" &&
         # state absent: the service's files and the rules are gone
         grep -q '^s5=0$' <<<"$out" && ! grep -q '^s5-exists=' <<<"$out" && grep -q '^s5-dfw=0$' <<<"$out" &&
         grep -Eq 'localhost +: ok=[0-9]+ +changed=[2-9] .*failed=0' <<<"$s5"

@@ -5,7 +5,8 @@
 
 Only for use inside a throw-away network namespace (tests/role/run.sh and molecule verify call it
 there): it refuses to run in the namespace named by DFW_ROLE_OUTER_NETNS (the callers' own) or
-without it. It reads ExecStart= and CapabilityBoundingSet= from UNIT_FILE, and starts the command:
+without it. It reads ExecStart=, StateDirectory= and CapabilityBoundingSet= from UNIT_FILE, creates the state
+directories under /var/lib (the callers cover /var/lib with a throw-away overlay), and starts the command:
 with NOTIFY_SOCKET pointing at a datagram socket of its own (Type=notify), and, when setpriv is
 available, with the unit's capability bounding set, no inheritable capabilities and no_new_privs (as
 systemd would). It waits for READY=1, lets the command run SECONDS more, stops it by its PID with
@@ -65,6 +66,12 @@ def main():
         print(f"ExecStart= prefix not handled: {execstart[0]}", file=sys.stderr)
         return 2
     argv = shlex.split(execstart[0])
+
+    # StateDirectory=: systemd creates /var/lib/NAME (mode StateDirectoryMode=) before starting
+    mode = int((unit_values(args.unit, "StateDirectoryMode") or ["0755"])[-1], 8)
+    for name in " ".join(unit_values(args.unit, "StateDirectory")).split():
+        os.makedirs(os.path.join("/var/lib", name), mode=mode, exist_ok=True)
+        os.chmod(os.path.join("/var/lib", name), mode)
 
     caps = " ".join(unit_values(args.unit, "CapabilityBoundingSet")).split()
     if caps and shutil.which("setpriv"):

@@ -97,7 +97,7 @@ conc_verdict() {
     if grep -Eqi -- "$LOCK_RE" <<<"$msg"; then echo lock; else echo "bad: rc=$rc msg: $(head -c 400 <<<"$msg")"; fi
 }
 
-MODES=(module apply watch)
+MODES=(module apply)
 declare -A USED FINAL
 runs=0 lockfails=0 bad_rounds=0 mixed=0 foreign_bad=0 watch_bad=0 shown=0
 start=$SECONDS

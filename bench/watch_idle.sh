@@ -82,7 +82,7 @@ awk -v hz="$HZ" -v u="$((u1 - u0))" -v s="$((s1 - s0))" -v cu="$((cu1 - cu0))" -
     -v eng="$engine" -v be="$DK_BACKEND" -v lines="$((lines1 - lines0))" 'BEGIN {
     el = t1 - t0; own = (u + s) / hz; kids = (cu + cs) / hz
     printf "# idle watch: Docker %s, iptables-%s, 3 containers, resync every %d s, %.1f s measured\n", eng, be, rs, el
-    printf "# figure: idle watch CPU over %.0f s: own %.2f s (user %.2f, system %.2f), children (iptables-save/restore) %.2f s: %.3f%% of one CPU in all\n", el, own, u / hz, s / hz, kids, 100 * (own + kids) / el
+    printf "# figure: idle watch CPU over %.0f s: own %.2f s (user %.2f, system %.2f), children (iptables-save/restore) %.2f s: %.3f%% of one CPU in all (resolution %.2f s)\n", el, own, u / hz, s / hz, kids, 100 * (own + kids) / el, 1 / hz
     printf "# figure: idle watch memory: RSS %.1f MiB, peak RSS %.1f MiB, %d threads\n", rss / 1024, hwm / 1024, th
     printf "# log lines while idle: %d\n", lines
 }'

@@ -40,6 +40,7 @@
 #   IPv6 DOCKER-USER jump) and DFW_WATCH_STRATEGY_28 (default "docker_user"); DFW_WATCH_RESYNC (default
 #   2 s). DFW_BIN: the binary for the watch (default target/x86_64-unknown-linux-gnu/release/
 #   docker_firewall, else library/docker_firewall). DFW_DOCKER28_CACHE: where Docker 28 is unpacked.
+#   DFW_E2E_WATCH_FIGURES=FILE writes the watch's figures as a markdown table.
 #   DFW_E2E_KEEP=1 (keep the work dir), DK_VERBOSE=1.
 set -uo pipefail
 
@@ -70,6 +71,11 @@ diag() { local l; for l in "$@"; do while IFS= read -r x; do echo "#   $x"; done
 not_ok() { echo "not ok - $T$1"; FAILED=$((FAILED + 1)); shift; [ $# -gt 0 ] && diag "$@"; return 0; }
 finish() {
     local k
+    if [ -s "${WORK:-/nonexistent}/watch-figures.txt" ]; then
+        echo "# the watch: longest stranger windows (s) per scenario"
+        watch_figures_table "$WORK/watch-figures.txt" | sed 's/^/# /'
+        [ -n "${DFW_E2E_WATCH_FIGURES:-}" ] && watch_figures_table "$WORK/watch-figures.txt" >"$DFW_E2E_WATCH_FIGURES"
+    fi
     for k in "${KNOWN[@]}"; do echo "# known limitation seen: $k"; done
     for k in "${SKIPPED[@]}"; do echo "# skipped: $k"; done
     [ "${DFW_E2E_KEEP:-0}" = 1 ] && [ -n "${WORK:-}" ] && echo "# keeping $WORK"

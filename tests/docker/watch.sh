@@ -93,9 +93,16 @@ w_watch_start() {
     # API answers), when the binary has the option; it outlives the simulated reboot
     "$DFW_BIN" watch --help 2>/dev/null | grep -q -- '--state' && state=(--state "$W_DIR/published-ports.json")
     PATH=$DK_DIR/bin:$PATH nsenter --net="/run/netns/$NS_HOST" "$DFW_BIN" watch --policy "$W_DIR/policy.json" \
-        --resync "$W_RESYNC" --docker-socket "$DK_DIR/docker.sock" "${state[@]}" >"$log" 2>&1 </dev/null &
+        --resync "$W_RESYNC" --docker-socket "$DK_DIR/docker.sock" "${state[@]}" </dev/null \
+        > >(w_stamp >"$log") 2>&1 &
     WATCH_PID=$!
     echo "watch $WATCH_PID" >>"$DK_DIR/pids"
+}
+
+# w_stamp — prefix each line with the epoch time it was read at (the watch's log lines carry no time)
+w_stamp() {
+    local line
+    while IFS= read -r line; do printf '%s %s\n' "$EPOCHREALTIME" "$line"; done
 }
 
 # w_wait_log <log> <regex> <seconds> — until a line matches
@@ -177,8 +184,10 @@ w_clock_lines() {
         if [[ $t =~ ^[0-9]+\.[0-9]+$ ]]; then echo "$(w_clock "$t") $rest"; else echo "$t $rest"; fi
     done
 }
-# w_log_between — the watch log (its lines carry no time: the whole tail)
-w_log_between() { tail -n 12 "$W_LOG" 2>/dev/null; }
+# w_log_between <since> <until> — the watch's log lines from 1 s before <since> to 1 s after <until>
+w_log_between() {
+    awk -v s="$1" -v u="$2" '$1 >= s - 1 && $1 <= u + 1' "$W_LOG" 2>/dev/null | cut -c1-400 | w_clock_lines
+}
 
 # w_hooks_delete — delete by hand every rule of the module outside its own chains (both families,
 # every table), one iptables-restore --noflush per table with -D lines
@@ -351,7 +360,7 @@ watch_suite() {
     sleep 2
     t1=$(w_now)
     w_check f-chain-flushed "$t0" "$t1" "$lim"
-    grep -E 'repaired' "$W_LOG" | tail -n 4 | sed 's/^/#   watch log: /'
+    grep -E 'repaired' "$W_LOG" | tail -n 4 | cut -c1-300 | w_clock_lines | sed 's/^/#   watch log: /'
 
     # ------------------------------------------------ (d) restart into userland-proxy=false, (a) proxy off
     sleep 1
@@ -444,4 +453,29 @@ watch_suite() {
 w_back() {
     awk -v s="$1" '$1 >= s && ($4 == "open" || $4 == "connected") && !($3 in f) {f[$3] = $1}
         END {m = s; for (k in f) if (f[k] > m) m = f[k]; printf "%.2f", m - s}' "$W_DIR/allowed.log"
+}
+
+# watch_figures_table <figures file> — the figures as a markdown table: one row per engine and
+# backend, one column per scenario (the longest stranger window in seconds; limits in the header)
+watch_figures_table() {
+    local f=$1
+    [ -s "$f" ] || return 0
+    awk -v rs="$W_RESYNC" '
+        { key = $1 " " $2; if (!(key in seen)) { seen[key] = 1; rows[++n] = key } v[key, $3] = $4; p[key] += $5 }
+        END {
+            split("a-proxy-on a-proxy-off d-restart d-restart-proxy-off e-reboot f-hook-deleted f-chain-flushed", sc, " ")
+            printf "| engine | iptables |"
+            for (i = 1; i <= 7; i++) printf " %s |", sc[i]
+            printf " stranger probes |\n|---|---|"
+            for (i = 1; i <= 7; i++) printf "---|"
+            printf "---|\n"
+            printf "| limit | nft / legacy | 1 s / %d s | 1 s / %d s | 0 | 0 | 0 | 1 s / %d s | 1 s / %d s | |\n", rs + 1, rs + 1, rs + 1, rs + 1
+            for (r = 1; r <= n; r++) {
+                split(rows[r], k, " ")
+                sub(/^docker-/, "Docker ", k[1])
+                printf "| %s | %s |", k[1], k[2]
+                for (i = 1; i <= 7; i++) printf " %s |", ((rows[r], sc[i]) in v) ? v[rows[r], sc[i]] " s" : "-"
+                printf " %d |\n", p[rows[r]]
+            }
+        }' "$f"
 }

@@ -219,8 +219,9 @@ hf_apply() { hf_hx "$DFW_BIN" apply --policy "$1"; }
 hf_watch_start() {
     local policy=$1 resync=$2 log=$3 _
     : >"$log"
+    # each log line gets the epoch time it was read at, in $log.t (to line repairs up with the probes)
     "${HF_ENTER[@]}" "$DFW_BIN" watch --policy "$policy" --resync "$resync" --docker-socket "$DK_DIR/docker.sock" \
-        >>"$log" 2>&1 </dev/null &
+        </dev/null 2> >(tee -a "$log" | while IFS= read -r l; do echo "$(date +%s.%N) $l"; done >"$log.t") >>"$log" &
     HF_WATCH_PID=$!
     for _ in $(seq 1 300); do
         grep -qE 'watch: (applied|in place) \(start\)' "$log" && return 0

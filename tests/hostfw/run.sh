@@ -86,6 +86,7 @@ if [ "$(id -u)" != 0 ]; then
     finish
 fi
 WORK=$(mktemp -d /tmp/dfwhf.XXXXXX)
+[ "${DFW_HOSTFW_KEEP:-0}" = 1 ] && export DK_KEEP=1 # the last scenario's lab directory stays too
 DK_DIR=$WORK/lab
 export DK_PREFIX=dfwhf$$ # read by tests/docker/lib.sh
 # shellcheck source=lib.sh
@@ -215,7 +216,8 @@ reload_under_probes() {
     hf_probers_start "$dir" "${PORTS[@]}"
     sleep 1.5
     for i in $(seq 1 "$times"); do
-        reload_fw >>"$WORK/reload.log" 2>&1 || not_ok "$(reload_cmd) (#$i) succeeds" "$(tail -5 "$WORK/reload.log")"
+        echo "=== $(reload_cmd) #$i at $(date +%s.%N)" >>"$DK_DIR/reload.log"
+        reload_fw >>"$DK_DIR/reload.log" 2>&1 || not_ok "$(reload_cmd) (#$i) succeeds" "$(tail -5 "$DK_DIR/reload.log")"
         sleep "$pause"
     done
     hf_probers_stop "$dir"

@@ -237,7 +237,7 @@ fn repairs_a_hook_docker_moved() {
 }
 
 #[test]
-fn rewrites_an_owned_chain_someone_edited() {
+fn repairs_an_owned_chain_someone_edited_rule_by_rule() {
     let fake = machine();
     run(&fake, &policy());
     fake.apply(
@@ -250,7 +250,7 @@ fn rewrites_an_owned_chain_someone_edited() {
     assert_eq!(result["changed"], true);
     assert_eq!(
         result["plan"]["ipv4"],
-        json!(["filter: rewrite chain DFW-INGRESS-POLICY (3 rules)"])
+        json!(["filter: edit chain DFW-INGRESS-POLICY (delete 1, insert 0; 3 rules)"])
     );
     assert!(
         !fake

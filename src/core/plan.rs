@@ -1,8 +1,10 @@
 //! The plan: the difference between what we own live and what we want, as a minimal set of
-//! operations, rendered as one `iptables-restore --noflush` input per family. Owned chains are
-//! replaced whole when any rule differs (declaring a chain under --noflush flushes it); hooks in
-//! foreign chains are deleted by their exact live text and re-inserted at the top. Nothing else
-//! is ever named in the input, so foreign rules cannot change.
+//! operations, rendered as one `iptables-restore --noflush` input per family. A new owned chain is
+//! declared and filled; an existing one is edited rule by rule (deleted by exact live text,
+//! inserted at its position), so the rules that did not change keep their packet counters, which
+//! audit rollouts are read from (declaring a chain under --noflush would flush it). Hooks in
+//! foreign chains are deleted by their exact live text and re-inserted at the top. Nothing else is
+//! ever named in the input, so foreign rules cannot change.
 
 use super::owned::{DesiredState, DesiredTable, LiveHook, LiveState, LiveTable, is_builtin};
 use super::rule::Rule;
@@ -20,6 +22,18 @@ pub struct ChainWrite {
     pub new: bool,
 }
 
+/// An existing owned chain brought to its desired rules in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainEdit {
+    pub name: String,
+    /// Live rule texts to delete (each `-D` removes the first rule with that text).
+    pub deletes: Vec<String>,
+    /// (1-based position in the desired chain, rule), in ascending position.
+    pub inserts: Vec<(usize, Rule)>,
+    /// The chain's length afterwards.
+    pub total: usize,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HookInsert {
     pub chain: String,
@@ -32,6 +46,7 @@ pub struct TablePlan {
     pub table: String,
     pub create_foreign: Vec<String>,
     pub write_chains: Vec<ChainWrite>,
+    pub edit_chains: Vec<ChainEdit>,
     pub delete_hooks: Vec<LiveHook>,
     pub insert_hooks: Vec<HookInsert>,
     pub delete_chains: Vec<String>,
@@ -42,6 +57,7 @@ impl TablePlan {
     pub fn is_empty(&self) -> bool {
         self.create_foreign.is_empty()
             && self.write_chains.is_empty()
+            && self.edit_chains.is_empty()
             && self.delete_hooks.is_empty()
             && self.insert_hooks.is_empty()
             && self.delete_chains.is_empty()
@@ -74,6 +90,15 @@ impl FamilyPlan {
                     "{table}: {verb} chain {} ({} rules)",
                     w.name,
                     w.rules.len()
+                ));
+            }
+            for e in &t.edit_chains {
+                out.push(format!(
+                    "{table}: edit chain {} (delete {}, insert {}; {} rules)",
+                    e.name,
+                    e.deletes.len(),
+                    e.inserts.len(),
+                    e.total
                 ));
             }
             for h in &t.delete_hooks {
@@ -125,6 +150,14 @@ impl FamilyPlan {
                     out.push_str(&format!("-A {} {}\n", w.name, r.spec));
                 }
             }
+            for e in &t.edit_chains {
+                for spec in &e.deletes {
+                    out.push_str(&format!("-D {} {spec}\n", e.name));
+                }
+                for (position, r) in &e.inserts {
+                    out.push_str(&format!("-I {} {position} {}\n", e.name, r.spec));
+                }
+            }
             for c in t.delete_chains.iter().chain(&t.delete_foreign) {
                 out.push_str(&format!("-X {c}\n"));
             }
@@ -159,6 +192,53 @@ fn same_rules(live: &[super::owned::LiveRule], desired: &[Rule]) -> bool {
             .all(|(l, d)| l.hash.as_deref() == Some(d.hash.as_str()))
 }
 
+/// The rule-by-rule edit from `live` to `desired` (Myers' diff over the tag hashes; untagged rules
+/// never match); None when no rule can stay, where a rewrite says the same more simply.
+fn edit(name: &str, live: &[super::owned::LiveRule], desired: &[Rule]) -> Option<ChainEdit> {
+    use similar::{Algorithm, DiffOp, capture_diff_slices};
+    let have: Vec<Option<&str>> = live.iter().map(|r| r.hash.as_deref()).collect();
+    let want: Vec<Option<&str>> = desired.iter().map(|r| Some(r.hash.as_str())).collect();
+    let mut deletes = Vec::new();
+    let mut inserts = Vec::new();
+    let mut kept = 0;
+    for op in capture_diff_slices(Algorithm::Myers, &have, &want) {
+        match op {
+            DiffOp::Equal { len, .. } => kept += len,
+            DiffOp::Delete {
+                old_index, old_len, ..
+            } => deletes.extend(
+                live[old_index..old_index + old_len]
+                    .iter()
+                    .map(|r| r.spec.clone()),
+            ),
+            DiffOp::Insert {
+                new_index, new_len, ..
+            } => inserts
+                .extend((new_index..new_index + new_len).map(|i| (i + 1, desired[i].clone()))),
+            DiffOp::Replace {
+                old_index,
+                old_len,
+                new_index,
+                new_len,
+            } => {
+                deletes.extend(
+                    live[old_index..old_index + old_len]
+                        .iter()
+                        .map(|r| r.spec.clone()),
+                );
+                inserts
+                    .extend((new_index..new_index + new_len).map(|i| (i + 1, desired[i].clone())));
+            }
+        }
+    }
+    (kept > 0).then(|| ChainEdit {
+        name: name.to_string(),
+        deletes,
+        inserts,
+        total: desired.len(),
+    })
+}
+
 fn plan_table(table: &str, live: &LiveTable, desired: &DesiredTable) -> TablePlan {
     let mut plan = TablePlan {
         table: table.to_string(),
@@ -167,10 +247,18 @@ fn plan_table(table: &str, live: &LiveTable, desired: &DesiredTable) -> TablePla
     for (name, rules) in &desired.chains {
         match live.chains.get(name) {
             Some(existing) if same_rules(existing, rules) => {}
-            existing => plan.write_chains.push(ChainWrite {
+            Some(existing) => match edit(name, existing, rules) {
+                Some(e) => plan.edit_chains.push(e),
+                None => plan.write_chains.push(ChainWrite {
+                    name: name.clone(),
+                    rules: rules.clone(),
+                    new: false,
+                }),
+            },
+            None => plan.write_chains.push(ChainWrite {
                 name: name.clone(),
                 rules: rules.clone(),
-                new: existing.is_none(),
+                new: true,
             }),
         }
     }

@@ -86,23 +86,53 @@ pub fn acquire(timeout: Duration) -> Result<RunGuard, String> {
     Ok(RunGuard { _file: Some(file) })
 }
 
+/// Who holds the lock: the kernel's answer (/proc/locks), with the holder's own note when the note
+/// is its own (a lock taken with `flock(1)` by hand leaves a stale note of the last run).
 fn holder(file: &mut File) -> String {
-    let mut text = String::new();
-    let _ = file.rewind().and_then(|_| file.read_to_string(&mut text));
-    match text.trim() {
-        "" => "holder unknown".into(),
-        note => note.to_string(),
+    let mut note = String::new();
+    let _ = file.rewind().and_then(|_| file.read_to_string(&mut note));
+    let note = note.trim();
+    match flock_holder(file) {
+        Some(pid) if note.starts_with(&format!("pid {pid} ")) => note.to_string(),
+        Some(pid) => format!("pid {pid} ({})", process_command_line(pid)),
+        None if !note.is_empty() => format!("{note}, by its own account"),
+        None => "holder unknown".into(),
     }
 }
 
-fn command_line() -> String {
-    let raw = std::fs::read("/proc/self/cmdline").unwrap_or_default();
+/// The pid /proc/locks shows holding a flock on this file.
+fn flock_holder(file: &File) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = file.metadata().ok()?;
+    let dev = meta.dev();
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let wanted = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    // "1: FLOCK  ADVISORY  WRITE 1234 00:19:5678 0 EOF"; waiters have "->" after the number.
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.get(1) == Some(&"FLOCK") && fields.get(5) == Some(&wanted.as_str()))
+            .then(|| fields.get(4)?.parse().ok())
+            .flatten()
+    })
+}
+
+fn process_command_line(pid: u32) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let words: Vec<String> = raw
         .split(|b| *b == 0)
         .filter(|w| !w.is_empty())
         .map(|w| String::from_utf8_lossy(w).into_owned())
         .collect();
     let mut line = words.join(" ");
+    if line.is_empty() {
+        line = "command unknown".into();
+    }
     line.truncate(200);
     line
+}
+
+fn command_line() -> String {
+    process_command_line(std::process::id())
 }

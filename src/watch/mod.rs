@@ -15,6 +15,7 @@ use crate::system::System;
 use crate::system::events::{self, Trigger};
 use crate::system::process::RealSystem;
 use anyhow::Result;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -84,9 +85,10 @@ pub struct Watcher<'a> {
     policy_text: Option<String>,
     last_attempt: Instant,
     memory: Memory,
-    /// Repairs in a row, each soon after the one before: another tool fighting the policy.
+    /// The same repair again and again, each soon after the one before: another tool fighting
+    /// the policy. (Docker re-creating its rules after a reload needs several *different* repairs.)
     churn: u32,
-    last_repair: Option<Instant>,
+    last_repair: Option<(Instant, BTreeMap<String, Vec<String>>)>,
 }
 
 impl<'a> Watcher<'a> {
@@ -232,7 +234,7 @@ impl Watcher<'_> {
                 } else if *failures > 0 || reason == "start" {
                     (self.log)(&format!("in place ({reason}): {}", report.msg));
                 }
-                *failures = self.churn_backoff(report.changed);
+                *failures = self.churn_backoff(report.changed.then_some(&report.plan));
                 line.unwrap_or_else(|| format!("in place: {}", report.msg))
             }
             Err(e) => {
@@ -251,27 +253,31 @@ impl Watcher<'_> {
 }
 
 impl Watcher<'_> {
-    /// A repair right after a repair, again and again, is a fight with another tool (a second
-    /// watcher with another policy, a script that keeps deleting our hook): after a few, wait as
-    /// after failures instead of answering every change at once. Returns the back-off level.
-    fn churn_backoff(&mut self, changed: bool) -> u32 {
+    /// The same repair right after the same repair, again and again, is a fight with another tool
+    /// (a second watcher with another policy, a script that keeps deleting our hook): after a few,
+    /// wait as after failures instead of answering every change at once. Returns the back-off level.
+    fn churn_backoff(&mut self, repair: Option<&BTreeMap<String, Vec<String>>>) -> u32 {
         let now = Instant::now();
         let soon = self
             .last_repair
-            .is_some_and(|at| now.duration_since(at) < FIGHT_WINDOW);
-        if changed {
-            self.churn = if soon { self.churn + 1 } else { 1 };
-            self.last_repair = Some(now);
-        } else if !soon {
-            self.churn = 0;
+            .as_ref()
+            .is_some_and(|(at, _)| now.duration_since(*at) < FIGHT_WINDOW);
+        match repair {
+            Some(plan) => {
+                let same = soon && self.last_repair.as_ref().is_some_and(|(_, p)| p == plan);
+                self.churn = if same { self.churn + 1 } else { 1 };
+                self.last_repair = Some((now, plan.clone()));
+            }
+            None if !soon => self.churn = 0,
+            None => {}
         }
         if self.churn < FIGHT_REPAIRS {
             return 0;
         }
         let level = self.churn - FIGHT_REPAIRS + 1;
         (self.log)(&format!(
-            "the policy was undone {} times in a row within {}s of each repair: another tool may be \
-             fighting it; next check in {}s",
+            "the same repair {} times in a row, each within {}s of the last: another tool may be \
+             fighting the policy; next check in {}s",
             self.churn,
             FIGHT_WINDOW.as_secs(),
             backoff(level).as_secs()

@@ -23,7 +23,8 @@ pub enum Command {
     /// Apply a policy once, like the Ansible module.
     ///
     /// Exit status: 0 when the firewall already matched the policy, 2 when it was changed (or, with
-    /// --check, would be), 1 when the run failed (nothing is left half-applied).
+    /// --check, would be), 1 when the run failed (nothing is left half-applied), 64 when the command
+    /// line itself is wrong (an unknown flag, no --policy).
     Apply {
         /// Policy file: a JSON object with the module's options (state, ingress, egress, ...).
         #[arg(long, value_name = "FILE")]

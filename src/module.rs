@@ -3,7 +3,8 @@
 //! must plan to nothing.
 
 use crate::core::args::parse_args_text;
-use crate::core::desired::{DockerFacts, PublishedPort, desired_state};
+use crate::core::desired::{DockerFacts, PublishedPort, bridges_to_guard, desired_state};
+use crate::core::lockout::external_interface_refusal;
 use crate::core::owned::{DesiredState, LiveState};
 use crate::core::plan::{FamilyPlan, plan, rollback_input};
 use crate::core::policy::{Backend, BackendChoice, Config, Family, State, Strategy};
@@ -296,6 +297,16 @@ pub fn run_with(
              both, whose DOCKER-USER filter also covers ports published later"
                 .into(),
         );
+    }
+    if config.state == State::Present {
+        let mut bridges = Vec::new();
+        for f in &facts {
+            bridges.extend(bridges_to_guard(config, f));
+        }
+        let explicit = config.external_interfaces.is_some();
+        if let Some(why) = external_interface_refusal(&external, explicit, &bridges) {
+            bail!("{why}; nothing was changed");
+        }
     }
     let mut runs: Vec<FamilyRun> = Vec::new();
     for ((family, ruleset), own) in rulesets.iter().zip(&facts) {

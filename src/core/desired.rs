@@ -164,7 +164,7 @@ fn docker_bridges(ruleset: &Ruleset) -> Vec<String> {
 }
 
 /// Whether an iptables interface pattern (`br-+` is a wildcard) matches `name`.
-fn interface_matches(pattern: &str, name: &str) -> bool {
+pub fn interface_matches(pattern: &str, name: &str) -> bool {
     match pattern.strip_suffix('+') {
         Some(prefix) => name.starts_with(prefix),
         None => pattern == name,

@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod desired;
+pub mod lockout;
 pub mod owned;
 pub mod plan;
 pub mod policy;

@@ -9,8 +9,9 @@
 # allowed client (tests/docker/probe.py, one process per client) probe every published port over
 # IPv4 and IPv6, one request per port and family every 0.2 s, each bounded by 1 s. The scenarios
 # (issue 9's proof):
-#   a-proxy-on / a-proxy-off  a container published after the watch started (c4 on 7070 with the
-#                             userland proxy on; c5 on 7071 after dockerd restarted with it off)
+#   a-proxy-on / a-proxy-off  a container published after the watch started (late7070 on 7070 with
+#                             the userland proxy on; late7071 on 7071 after dockerd restarted with it
+#                             off)
 #   d-restart / d-restart-proxy-off  a dockerd restart (SIGTERM to its PID, started again; containers
 #                             come back through their restart policy)
 #   f-hook-deleted / f-chain-flushed  every rule of the module outside its own chains (the hooks)
@@ -281,7 +282,9 @@ watch_suite() {
         DK_PROXY=on
         { dk_daemon_start && dk_wait_up 60; } || { not_ok "dockerd (proxy on) before the watch"; T=""; return 0; }
     fi
-    dk_docker rm -f c4 c5 >/dev/null 2>&1
+    # names that are not hexadecimal: `docker rm c5` removes the container whose ID starts with c5
+    # when none is named so
+    dk_docker rm -f late7070 late7071 >/dev/null 2>&1
     if ! w_probes_start; then
         not_ok "the probe processes start" "$(cat "$W_DIR"/*.probe.err)"
         T=""
@@ -313,7 +316,7 @@ watch_suite() {
     sleep 1
     w_allowed_scope 7071
     t0=$(w_now)
-    w_publish c4 bridge 7070 || not_ok "docker run c4 -p 7070:80"
+    w_publish late7070 bridge 7070 || not_ok "docker run late7070 -p 7070:80"
     w_wait_allowed "$t0" 20 7070 || not_ok "a-proxy-on: the allowed client reaches 7070 within 20 s"
     sleep 3
     t1=$(w_now)
@@ -375,7 +378,7 @@ watch_suite() {
             not_ok "d-restart-proxy-off: the allowed client got through again" "$(tail -10 "$W_LOG")"
         fi
         t0=$(w_now)
-        w_publish c5 net1 7071 || not_ok "docker run c5 -p 7071:80"
+        w_publish late7071 net1 7071 || not_ok "docker run late7071 -p 7071:80"
         w_wait_allowed "$t0" 20 7071 || not_ok "a-proxy-off: the allowed client reaches 7071 within 20 s"
         sleep 3
         t1=$(w_now)

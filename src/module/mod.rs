@@ -1,0 +1,281 @@
+//! One module run: read, plan, (apply, verify, persist), report. The plan computed here drives
+//! everything: check mode returns it, diff mode renders it, apply executes it, and the read-back
+//! must plan to nothing. The phases live in their own files, in the order a run takes them.
+
+mod apply;
+mod read;
+mod report;
+
+use crate::core::args::parse_args_text;
+use crate::core::desired::{DockerFacts, PublishedPort, bridges_to_guard, desired_state};
+use crate::core::lockout::external_interface_refusal;
+use crate::core::owned::{DesiredState, LiveState};
+use crate::core::plan::{FamilyPlan, plan};
+use crate::core::policy::{Config, Family, State, Strategy};
+use crate::core::rules_file::updated_content;
+use crate::system::System;
+use anyhow::{Context, Result, anyhow, bail};
+use apply::{apply, persist, roll_back};
+use read::{choose_backend, has_docker_chains, parse_saved};
+use report::{diff_entries, summary};
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct DiffEntry {
+    pub before: String,
+    pub after: String,
+    pub before_header: String,
+    pub after_header: String,
+}
+
+/// The module's answer on success.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub changed: bool,
+    pub msg: String,
+    pub backend: String,
+    /// Per family, what we own after the run (predicted in check mode).
+    pub rules: BTreeMap<String, String>,
+    pub persisted: Vec<String>,
+    pub warnings: Vec<String>,
+    /// Per family, the planned operations.
+    pub plan: BTreeMap<String, Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<Vec<DiffEntry>>,
+    /// The host ports Docker's rules publish now (both families), for the watch service's memory.
+    #[serde(skip)]
+    pub published: Vec<PublishedPort>,
+}
+
+/// Runs the module with the args file at `args_path` and returns the JSON text to print.
+pub fn execute(args_path: Option<&str>, system: &dyn System) -> String {
+    let outcome = (|| -> Result<Report> {
+        let path = args_path.ok_or_else(|| {
+            anyhow!(
+                "usage: docker_firewall ARGS_FILE (Ansible passes the path of a JSON args file)"
+            )
+        })?;
+        let text = system
+            .read_file(Path::new(path))
+            .with_context(|| format!("cannot read the args file {path}"))?
+            .ok_or_else(|| anyhow!("the args file {path} does not exist"))?;
+        let config = parse_args_text(&text)?;
+        run(&config, system)
+    })();
+    // Straight to text: the report can hold thousands of rules, no need for a Value copy.
+    match outcome {
+        Ok(report) => serde_json::to_string(&report)
+            .unwrap_or_else(|e| failure(&format!("cannot encode the result: {e}")).to_string()),
+        Err(e) => failure(&format!("{e:#}")).to_string(),
+    }
+}
+
+pub fn failure(msg: &str) -> Value {
+    json!({"failed": true, "changed": false, "msg": msg})
+}
+
+/// Everything known about one family during a run.
+pub(crate) struct FamilyRun {
+    pub(crate) family: Family,
+    pub(crate) live: LiveState,
+    pub(crate) desired: DesiredState,
+    pub(crate) plan: FamilyPlan,
+    pub(crate) after: Option<LiveState>,
+    pub(crate) file: Option<FileChange>,
+}
+
+pub(crate) struct FileChange {
+    pub(crate) path: PathBuf,
+    pub(crate) before: Option<String>,
+    pub(crate) after: Option<String>,
+}
+
+impl FileChange {
+    pub(crate) fn changes(&self) -> bool {
+        self.before != self.after
+    }
+}
+
+pub fn run(config: &Config, system: &dyn System) -> Result<Report> {
+    run_with(config, system, &[])
+}
+
+/// A run that also guards `remembered` ports: the watch service passes the ports Docker published
+/// before a reboot until Docker's API answers again, so that docker-proxy, which Docker starts
+/// before the watcher hears of the container, never serves them unguarded.
+pub fn run_with(
+    config: &Config,
+    system: &dyn System,
+    remembered: &[PublishedPort],
+) -> Result<Report> {
+    // Held until the read-back is verified and the files are written: overlapping runs queue.
+    let _lock = system
+        .lock_run(std::time::Duration::from_secs(config.lock_timeout))
+        .map_err(|e| anyhow!(e))?;
+    let mut warnings = Vec::new();
+    let external = match &config.external_interfaces {
+        Some(list) => list.clone(),
+        None => system.default_route_interfaces(),
+    };
+    if external.is_empty() && config.state == State::Present {
+        bail!(
+            "external_interfaces: not set, and no interface holds a default route; \
+             name the interfaces where outside traffic enters"
+        );
+    }
+    let (backend, mut first_text) = choose_backend(config, system)?;
+
+    let mut texts: Vec<(Family, String)> = Vec::new();
+    for &family in &config.families {
+        if !system.has_tools(family, backend) {
+            if family == Family::Ipv6 {
+                warnings.push(format!(
+                    "ipv6 skipped: ip6tables-{0}-save/ip6tables-{0}-restore are not installed",
+                    backend.name()
+                ));
+                continue;
+            }
+            bail!(
+                "ipv4: iptables-{0}-save/iptables-{0}-restore are not installed",
+                backend.name()
+            );
+        }
+        let text = match (family, first_text.take()) {
+            (Family::Ipv4, Some(text)) => text,
+            _ => system.save(family, backend)?,
+        };
+        texts.push((family, text));
+    }
+    let rulesets = texts
+        .iter()
+        .map(|(family, text)| Ok((*family, parse_saved(text, *family, backend)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let saw_docker = rulesets.iter().any(|(_, r)| has_docker_chains(r));
+    let mut facts: Vec<DockerFacts> = rulesets.iter().map(|(_, r)| DockerFacts::read(r)).collect();
+    let mut published: Vec<PublishedPort> =
+        facts.iter().flat_map(|f| f.published.clone()).collect();
+    published.sort();
+    published.dedup();
+    if !remembered.is_empty()
+        && let Some(first) = facts.first_mut()
+    {
+        first.published.extend(remembered.iter().cloned());
+    }
+    if config.state == State::Present && config.audit && !config.log.enabled {
+        warnings.push(
+            "audit is on and log.enabled is off: nothing is denied and nothing is logged".into(),
+        );
+    }
+    if config.state == State::Present
+        && config.strategy == Strategy::Prerouting
+        && facts.iter().all(|f| f.published.is_empty())
+    {
+        warnings.push(
+            "strategy prerouting gates the ports Docker publishes when the module runs, and none \
+             is published now: run the module again after starting containers, or use strategy \
+             both, whose DOCKER-USER filter also covers ports published later"
+                .into(),
+        );
+    }
+    if config.state == State::Present {
+        let mut bridges = Vec::new();
+        for f in &facts {
+            bridges.extend(bridges_to_guard(config, f));
+        }
+        let explicit = config.external_interfaces.is_some();
+        if let Some(why) = external_interface_refusal(&external, explicit, &bridges) {
+            bail!("{why}; nothing was changed");
+        }
+    }
+    let mut runs: Vec<FamilyRun> = Vec::new();
+    for ((family, ruleset), own) in rulesets.iter().zip(&facts) {
+        let live = LiveState::from_ruleset(ruleset);
+        let desired = desired_state(config, *family, &external, &own.with_ports_of(&facts));
+        let plan = plan(&live, &desired);
+        runs.push(FamilyRun {
+            family: *family,
+            live,
+            desired,
+            plan,
+            after: None,
+            file: None,
+        });
+    }
+
+    if config.state == State::Present && !saw_docker {
+        let nft = system.nft_tables().unwrap_or_default();
+        if nft.contains("docker-bridges") {
+            bail!(
+                "Docker runs its nftables firewall backend (Docker 29+, firewall-backend nftables): \
+                 it has no DOCKER-USER chain and does not read iptables rules, so this module would \
+                 write rules nothing reads. Run dockerd with the iptables firewall backend to use \
+                 this module."
+            );
+        }
+        warnings.push(
+            "Docker's chains were not found (is Docker running?); the hooks were put in place \
+             so the policy holds as soon as Docker starts"
+                .into(),
+        );
+    }
+
+    if config.persist {
+        for r in &mut runs {
+            let path = config.rules_file(r.family).clone();
+            let before = system
+                .read_file(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let after = updated_content(before.as_deref(), &r.desired);
+            r.file = Some(FileChange {
+                path,
+                before,
+                after,
+            });
+        }
+    }
+
+    let live_changes = runs.iter().any(|r| !r.plan.is_empty());
+    let file_changes = runs
+        .iter()
+        .any(|r| r.file.as_ref().is_some_and(FileChange::changes));
+    let mut persisted = Vec::new();
+    if !config.check_mode {
+        apply(&mut runs, system, backend)?;
+        if let Err(e) = persist(&runs, system, &mut persisted) {
+            let undo = roll_back(&runs, system, backend);
+            return Err(e.context(undo));
+        }
+    }
+
+    let changed = live_changes || file_changes;
+    let rules = runs
+        .iter()
+        .map(|r| {
+            let text = match (&r.after, config.check_mode) {
+                (Some(after), _) => after.render(),
+                (None, true) => r.desired.render(&BTreeMap::new()),
+                (None, false) => r.live.render(),
+            };
+            (r.family.name().to_string(), text)
+        })
+        .collect();
+    let plan = runs
+        .iter()
+        .map(|r| (r.family.name().to_string(), r.plan.actions()))
+        .collect();
+    let diff = config.diff.then(|| diff_entries(&runs, backend));
+    Ok(Report {
+        changed,
+        msg: summary(&runs, config, changed),
+        backend: backend.name().to_string(),
+        rules,
+        persisted,
+        warnings,
+        plan,
+        diff,
+        published,
+    })
+}

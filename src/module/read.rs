@@ -1,0 +1,113 @@
+//! Reading the host: which iptables backend holds Docker's chains, and its rulesets parsed.
+
+use crate::core::policy::{Backend, BackendChoice, Config, Family};
+use crate::core::save::{Ruleset, incompatible_table_note, parse_save};
+use crate::system::System;
+use anyhow::{Context, Result, anyhow, bail};
+
+const DOCKER_CHAINS: [&str; 4] = [
+    "DOCKER-USER",
+    "DOCKER",
+    "DOCKER-FORWARD",
+    "DOCKER-ISOLATION-STAGE-1",
+];
+
+/// How much of Docker a ruleset holds: its chains and their rules.
+fn docker_weight(ruleset: &Ruleset) -> usize {
+    ruleset
+        .tables
+        .iter()
+        .map(|t| {
+            let chains = t
+                .chains
+                .iter()
+                .filter(|c| c.name.starts_with("DOCKER"))
+                .count();
+            let rules = t
+                .rules
+                .iter()
+                .filter(|r| r.chain.starts_with("DOCKER"))
+                .count();
+            chains + rules
+        })
+        .sum()
+}
+
+pub(super) fn has_docker_chains(ruleset: &Ruleset) -> bool {
+    ruleset
+        .tables
+        .iter()
+        .any(|t| DOCKER_CHAINS.iter().any(|c| t.has_chain(c)))
+}
+
+pub(super) fn parse_saved(text: &str, family: Family, backend: Backend) -> Result<Ruleset<'_>> {
+    if let Some(note) = incompatible_table_note(text) {
+        bail!(
+            "{}-{}-save cannot show this host's ruleset faithfully ({}): native nftables rules \
+             live in an iptables table. Refusing to plan against an incomplete view; move those \
+             rules to a table of their own",
+            iptables_name(family),
+            backend.name(),
+            note.trim_start_matches(['#', ' '])
+        );
+    }
+    parse_save(text).with_context(|| {
+        format!(
+            "cannot parse the output of {}-{}-save",
+            iptables_name(family),
+            backend.name()
+        )
+    })
+}
+
+pub(super) fn iptables_name(family: Family) -> &'static str {
+    match family {
+        Family::Ipv4 => "iptables",
+        Family::Ipv6 => "ip6tables",
+    }
+}
+
+/// The backend to use, and the IPv4 save text already read while choosing it.
+pub(super) fn choose_backend(
+    config: &Config,
+    system: &dyn System,
+) -> Result<(Backend, Option<String>)> {
+    if let BackendChoice::Fixed(backend) = config.backend {
+        if !config
+            .families
+            .iter()
+            .any(|f| system.has_tools(*f, backend))
+        {
+            bail!(
+                "backend: the iptables-{0} tools (iptables-{0}-save, iptables-{0}-restore) are not installed",
+                backend.name()
+            );
+        }
+        return Ok((backend, None));
+    }
+    let mut best: Option<(Backend, usize, String)> = None;
+    for backend in [Backend::Nft, Backend::Legacy] {
+        if !system.has_tools(Family::Ipv4, backend) {
+            continue;
+        }
+        let text = system.save(Family::Ipv4, backend)?;
+        let weight = docker_weight(&parse_saved(&text, Family::Ipv4, backend)?);
+        if weight > 0 && best.as_ref().is_none_or(|(_, w, _)| weight > *w) {
+            best = Some((backend, weight, text));
+        }
+    }
+    if let Some((backend, _, text)) = best {
+        return Ok((backend, Some(text)));
+    }
+    let fallback = system
+        .default_backend()
+        .or_else(|| {
+            [Backend::Nft, Backend::Legacy]
+                .into_iter()
+                .find(|b| system.has_tools(Family::Ipv4, *b))
+        })
+        .ok_or_else(|| {
+            anyhow!("iptables is not installed (no iptables-save/iptables-restore found)")
+        })?;
+    Ok((fallback, None))
+}

@@ -20,14 +20,14 @@ pub fn run(policy: &Path, check: bool, diff: bool, json: bool) -> i32 {
         Ok(report) => {
             if json {
                 match serde_json::to_string(&report) {
-                    Ok(text) => println!("{text}"),
+                    Ok(text) => say(&format!("{text}\n")),
                     Err(e) => {
-                        eprintln!("docker_firewall: cannot encode the result: {e}");
+                        complain(&format!("docker_firewall: cannot encode the result: {e}\n"));
                         return EXIT_FAILED;
                     }
                 }
             } else {
-                print!("{}", human_summary(&report));
+                say(&human_summary(&report));
             }
             if report.changed {
                 EXIT_CHANGED
@@ -37,12 +37,24 @@ pub fn run(policy: &Path, check: bool, diff: bool, json: bool) -> i32 {
         }
         Err(e) => {
             if json {
-                println!("{}", module::failure(&format!("{e:#}")));
+                say(&format!("{}\n", module::failure(&format!("{e:#}"))));
             }
-            eprintln!("docker_firewall: {e:#}");
+            complain(&format!("docker_firewall: {e:#}\n"));
             EXIT_FAILED
         }
     }
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is not worth a panic.
+fn say(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+fn complain(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 /// What a person wants to read: the diff (when asked), the summary line, the warnings.

@@ -36,7 +36,11 @@ pub fn main(
 ) -> i32 {
     let system = RealSystem;
     let socket = docker_socket.unwrap_or_else(events::docker_socket_from_env);
-    let log = |line: &str| eprintln!("docker_firewall watch: {line}");
+    // A closed stderr is not worth a panic: the line is lost, the watcher goes on.
+    let log = |line: &str| {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr().lock(), "docker_firewall watch: {line}");
+    };
     let config = match policy_file::load(policy, &system) {
         Ok(config) => config,
         Err(e) => {

@@ -200,8 +200,11 @@ fn a_held_run_lock_fails_the_run_naming_the_holder_and_changes_nothing() {
     assert_eq!(fake.dump(Family::Ipv4, Backend::Nft), before);
 }
 
+const DOCKER_PUBLISHES_8080: &str = "*nat\n:DOCKER - [0:0]\n\
+-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.200.1.2:80\nCOMMIT\n";
+
 #[test]
-fn remembered_ports_are_guarded_until_dockers_api_answers() {
+fn guards_never_shrink_while_docker_is_away_and_forget_only_removed_containers() {
     const STATE: &str = "/var/lib/docker_firewall/published-ports.json";
     let fake = machine(policy(8080));
     fake.files.borrow_mut().insert(
@@ -221,35 +224,53 @@ fn remembered_ports_are_guarded_until_dockers_api_answers() {
         &log,
         &ready,
     );
+    let saved = || {
+        fake.files
+            .borrow()
+            .get(Path::new(STATE))
+            .cloned()
+            .unwrap_or_default()
+    };
     // Boot: Docker not up yet. The start converge guards the remembered port.
     tx.send(Trigger::Stop("SIGTERM".into())).expect("queue");
     watcher.run(&rx).expect("ends");
-    assert!(
-        fake.dump(Family::Ipv6, Backend::Nft).contains("9999"),
-        "{}",
-        fake.dump(Family::Ipv6, Backend::Nft)
-    );
-    // Docker comes up and publishes 8080 only: its rules are the truth from now on.
-    fake.apply(
-        Family::Ipv4,
-        Backend::Nft,
-        "*nat\n:DOCKER - [0:0]\n-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.200.1.2:80\nCOMMIT\n",
-    )
-    .expect("docker publishes");
+    assert!(fake.dump(Family::Ipv6, Backend::Nft).contains("9999"));
+    // Docker comes up and publishes 8080: both are guarded, both remembered.
+    fake.apply(Family::Ipv4, Backend::Nft, DOCKER_PUBLISHES_8080)
+        .expect("docker publishes");
     tx.send(Trigger::DockerConnected).expect("queue");
     tx.send(Trigger::Stop("SIGTERM".into())).expect("queue");
     watcher.run(&rx).expect("ends");
     let v6 = fake.dump(Family::Ipv6, Backend::Nft);
-    assert!(!v6.contains("9999") && v6.contains("8080"), "{v6}");
-    let saved = fake
-        .files
-        .borrow()
-        .get(Path::new(STATE))
-        .cloned()
-        .unwrap_or_default();
+    assert!(v6.contains("9999") && v6.contains("8080"), "{v6}");
     assert!(
-        saved.contains("\"8080\"") && !saved.contains("9999"),
-        "{saved}"
+        saved().contains("\"8080\"") && saved().contains("9999"),
+        "{}",
+        saved()
+    );
+    // dockerd stops: its containers die and its rules go. The guards stay.
+    fake.apply(Family::Ipv4, Backend::Nft, "*nat\n-F DOCKER\nCOMMIT\n")
+        .expect("docker stops");
+    tx.send(Trigger::Docker("container web die".into()))
+        .expect("queue");
+    tx.send(Trigger::DockerGone("Docker went away".into()))
+        .expect("queue");
+    tx.send(Trigger::Stop("SIGTERM".into())).expect("queue");
+    watcher.run(&rx).expect("ends");
+    assert!(fake.dump(Family::Ipv6, Backend::Nft).contains("8080"));
+    // Docker is back with 8080 only, and a container is removed: only then is 9999 forgotten.
+    fake.apply(Family::Ipv4, Backend::Nft, DOCKER_PUBLISHES_8080)
+        .expect("docker publishes again");
+    tx.send(Trigger::Docker("container old destroy".into()))
+        .expect("queue");
+    tx.send(Trigger::Stop("SIGTERM".into())).expect("queue");
+    watcher.run(&rx).expect("ends");
+    let v6 = fake.dump(Family::Ipv6, Backend::Nft);
+    assert!(!v6.contains("9999") && v6.contains("8080"), "{v6}");
+    assert!(
+        saved().contains("\"8080\"") && !saved().contains("9999"),
+        "{}",
+        saved()
     );
 }
 

@@ -56,9 +56,11 @@ pub enum Command {
         /// Docker's API socket (default: DOCKER_HOST when it is unix://..., else /var/run/docker.sock).
         #[arg(long, value_name = "PATH")]
         docker_socket: Option<PathBuf>,
-        /// Remember the ports Docker publishes in FILE, and guard them at the next start until
-        /// Docker's API answers (a reboot: docker-proxy listens before the watcher hears of the
-        /// container). The systemd unit uses /var/lib/docker_firewall/published-ports.json.
+        /// Keep the host ports and bridges Docker used in FILE, and guard them from the next start
+        /// on, before Docker is up (a reboot: Docker restores its containers before its API answers).
+        /// The watcher remembers them anyway while it runs, so its guards never shrink while dockerd
+        /// restarts; they are forgotten when Docker removes a container. The unit uses
+        /// /var/lib/docker_firewall/published-ports.json.
         #[arg(long, value_name = "FILE")]
         state: Option<PathBuf>,
     },

@@ -45,9 +45,9 @@ pub struct Report {
     pub plan: BTreeMap<String, Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<Vec<DiffEntry>>,
-    /// The host ports Docker's rules publish now (both families), for the watch service's memory.
+    /// What Docker's rules show now (both families), for the watch service's memory.
     #[serde(skip)]
-    pub published: Vec<PublishedPort>,
+    pub docker: Remembered,
 }
 
 /// Runs the module with the args file at `args_path` and returns the JSON text to print.
@@ -100,17 +100,22 @@ impl FileChange {
 }
 
 pub fn run(config: &Config, system: &dyn System) -> Result<Report> {
-    run_with(config, system, &[])
+    run_with(config, system, &Remembered::default())
 }
 
-/// A run that also guards `remembered` ports: the watch service passes the ports Docker published
-/// before a reboot until Docker's API answers again, so that docker-proxy, which Docker starts
-/// before the watcher hears of the container, never serves them unguarded.
-pub fn run_with(
-    config: &Config,
-    system: &dyn System,
-    remembered: &[PublishedPort],
-) -> Result<Report> {
+/// Host ports and bridges Docker used, guarded beside what its rules show now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Remembered {
+    pub published: Vec<PublishedPort>,
+    #[serde(default)]
+    pub bridges: Vec<String>,
+}
+
+/// A run that also guards what Docker used before (`remembered`): the watch service passes it so
+/// that while dockerd restarts, or the host boots, the guards do not shrink. Docker restores its
+/// containers (docker-proxy listening, DNAT written) before its API answers, so the watcher can
+/// only hear of them afterwards.
+pub fn run_with(config: &Config, system: &dyn System, remembered: &Remembered) -> Result<Report> {
     // Held until the read-back is verified and the files are written: overlapping runs queue.
     let _lock = system
         .lock_run(std::time::Duration::from_secs(config.lock_timeout))
@@ -155,14 +160,18 @@ pub fn run_with(
         .collect::<Result<Vec<_>>>()?;
     let saw_docker = rulesets.iter().any(|(_, r)| has_docker_chains(r));
     let mut facts: Vec<DockerFacts> = rulesets.iter().map(|(_, r)| DockerFacts::read(r)).collect();
-    let mut published: Vec<PublishedPort> =
-        facts.iter().flat_map(|f| f.published.clone()).collect();
-    published.sort();
-    published.dedup();
-    if !remembered.is_empty()
-        && let Some(first) = facts.first_mut()
-    {
-        first.published.extend(remembered.iter().cloned());
+    let mut docker = Remembered {
+        published: facts.iter().flat_map(|f| f.published.clone()).collect(),
+        bridges: facts.iter().flat_map(|f| f.bridges.clone()).collect(),
+    };
+    docker.published.sort();
+    docker.published.dedup();
+    docker.bridges.sort();
+    docker.bridges.dedup();
+    if let Some(first) = facts.first_mut() {
+        // with_ports_of below shares the first family's extras with every family
+        first.published.extend(remembered.published.iter().cloned());
+        first.bridges.extend(remembered.bridges.iter().cloned());
     }
     if config.state == State::Present && config.audit && !config.log.enabled {
         warnings.push(
@@ -276,6 +285,6 @@ pub fn run_with(
         warnings,
         plan,
         diff,
-        published,
+        docker,
     })
 }

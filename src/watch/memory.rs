@@ -1,76 +1,86 @@
-//! What the watcher remembers across restarts: the host ports Docker published the last time its
-//! API answered. At boot the watcher starts before Docker; Docker then starts docker-proxy on each
-//! published port before the watcher hears of the container, and the proxy's path (IPv6 on an
-//! IPv4-only network, or everything the nat gate refuses) is guarded by port. So until Docker's API
-//! answers, the remembered ports are guarded too; afterwards Docker's own rules are the truth.
+//! What the watcher remembers: the host ports and bridges Docker used. The guards that name them
+//! (the docker-proxy guard, the nat gate, the bridge list of the forward filter) must not shrink
+//! while Docker is away: dockerd stopping takes its rules away (its containers "die"), and dockerd
+//! starting, or a host booting, restores the containers, docker-proxy listening and DNAT written,
+//! before its API answers and the watcher can hear of them. So the memory only grows, and shrinks to
+//! what Docker's rules show when Docker says a container was removed (`destroy`). With `--state` it
+//! is kept in a file for the next start.
 
-use crate::core::desired::PublishedPort;
+use crate::module::Remembered;
 use crate::system::System;
-use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
-
-#[derive(Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-struct Saved {
-    published: Vec<PublishedPort>,
-}
 
 pub struct Memory {
     path: Option<PathBuf>,
-    ports: Vec<PublishedPort>,
-    /// Docker's API answered since it was last seen gone: its rules are complete.
-    docker_ready: bool,
+    known: Remembered,
+    /// Docker removed a container since the last converge: forget what its rules no longer show.
+    forget: bool,
+    nothing: Remembered,
 }
 
 impl Memory {
     /// Reads the file (none, unreadable or bad: nothing remembered, and a note why).
     pub fn load(path: Option<PathBuf>, system: &dyn System) -> (Self, Option<String>) {
         let mut note = None;
-        let ports = match &path {
-            None => Vec::new(),
+        let known = match &path {
+            None => Remembered::default(),
             Some(p) => match system.read_file(p) {
-                Ok(None) => Vec::new(),
-                Ok(Some(text)) => match serde_json::from_str::<Saved>(&text) {
-                    Ok(saved) => saved.published,
-                    Err(e) => {
-                        note = Some(format!("ignoring {} ({e})", p.display()));
-                        Vec::new()
-                    }
-                },
+                Ok(None) => Remembered::default(),
+                Ok(Some(text)) => serde_json::from_str(&text).unwrap_or_else(|e| {
+                    note = Some(format!("ignoring {} ({e})", p.display()));
+                    Remembered::default()
+                }),
                 Err(e) => {
                     note = Some(format!("cannot read {} ({e})", p.display()));
-                    Vec::new()
+                    Remembered::default()
                 }
             },
         };
         let memory = Memory {
             path,
-            ports,
-            docker_ready: false,
+            known,
+            forget: false,
+            nothing: Remembered::default(),
         };
         (memory, note)
     }
 
-    /// The ports to guard beside the live ones.
-    pub fn guarded(&self) -> &[PublishedPort] {
-        if self.docker_ready { &[] } else { &self.ports }
+    /// What to guard beside what Docker's rules show now (nothing right after a removal: then
+    /// Docker's rules are the whole truth).
+    pub fn guarded(&self) -> &Remembered {
+        if self.forget {
+            &self.nothing
+        } else {
+            &self.known
+        }
     }
 
-    pub fn set_docker_ready(&mut self, ready: bool) {
-        self.docker_ready = ready;
+    /// Docker removed a container: at the next converge, keep only what its rules still show.
+    pub fn forget_removed(&mut self) {
+        self.forget = true;
     }
 
-    /// After a converge while Docker is up: remember what it publishes now. Returns a note when the
-    /// file cannot be written.
-    pub fn update(&mut self, published: &[PublishedPort], system: &dyn System) -> Option<String> {
-        if !self.docker_ready || self.ports == published {
+    /// After a converge: remember what Docker's rules show now. Returns a note when the file cannot
+    /// be written.
+    pub fn update(&mut self, now: &Remembered, system: &dyn System) -> Option<String> {
+        let mut next = if std::mem::take(&mut self.forget) {
+            now.clone()
+        } else {
+            let mut union = self.known.clone();
+            union.published.extend(now.published.iter().cloned());
+            union.bridges.extend(now.bridges.iter().cloned());
+            union
+        };
+        next.published.sort();
+        next.published.dedup();
+        next.bridges.sort();
+        next.bridges.dedup();
+        if next == self.known {
             return None;
         }
-        self.ports = published.to_vec();
+        self.known = next;
         let path = self.path.as_ref()?;
-        let saved = Saved {
-            published: self.ports.clone(),
-        };
-        let text = serde_json::to_string_pretty(&saved).ok()? + "\n";
+        let text = serde_json::to_string_pretty(&self.known).ok()? + "\n";
         system
             .write_file(path, &text)
             .err()

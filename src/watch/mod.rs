@@ -176,13 +176,12 @@ impl Watcher<'_> {
         match trigger {
             Trigger::Stop(signal) => return Some(signal),
             Trigger::Note(line) => (self.log)(&line),
-            Trigger::DockerGone(line) => {
-                (self.log)(&line);
-                self.memory.set_docker_ready(false);
-            }
-            Trigger::DockerConnected => {
-                self.memory.set_docker_ready(true);
-                pending.push(Trigger::DockerConnected.label());
+            Trigger::DockerGone(line) => (self.log)(&line),
+            Trigger::Docker(what) => {
+                if what.ends_with(" destroy") {
+                    self.memory.forget_removed();
+                }
+                pending.push(Trigger::Docker(what).label());
             }
             Trigger::Reload => {
                 self.reload_policy("SIGHUP");
@@ -229,7 +228,7 @@ impl Watcher<'_> {
         self.last_attempt = Instant::now();
         match module::run_with(&self.config, self.system, self.memory.guarded()) {
             Ok(report) => {
-                if let Some(note) = self.memory.update(&report.published, self.system) {
+                if let Some(note) = self.memory.update(&report.docker, self.system) {
                     (self.log)(&note);
                 }
                 let line = repair_line::describe(reason, &report);

@@ -2,8 +2,8 @@
 //! trigger with one log line, re-reads a changed policy, backs off on failures, stops on a signal;
 //! and the run lock refuses a run while another holds it.
 
-use docker_firewall::cli::policy_file;
 use docker_firewall::core::policy::{Backend, Family};
+use docker_firewall::module::policy_file;
 use docker_firewall::system::events::Trigger;
 use docker_firewall::system::fake::FakeSystem;
 use docker_firewall::watch::{Memory, Watcher};

@@ -1,7 +1,6 @@
 //! `docker_firewall apply`: the module's job from a policy file, for people and scripts.
 
-use super::policy_file;
-use crate::module::{self, DiffEntry, Report};
+use crate::module::{self, DiffEntry, Report, policy_file};
 use crate::system::process::RealSystem;
 use std::path::Path;
 

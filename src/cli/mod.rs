@@ -2,7 +2,6 @@
 //! module's options. Ansible's `docker_firewall ARGS_FILE` is told apart in `main`.
 
 pub mod apply;
-pub mod policy_file;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

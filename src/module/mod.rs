@@ -3,6 +3,7 @@
 //! must plan to nothing. The phases live in their own files, in the order a run takes them.
 
 mod apply;
+pub mod policy_file;
 mod read;
 mod report;
 

@@ -8,9 +8,8 @@ mod repair_line;
 
 pub use memory::Memory;
 
-use crate::cli::policy_file;
 use crate::core::policy::Config;
-use crate::module;
+use crate::module::{self, policy_file};
 use crate::system::System;
 use crate::system::events::{self, Trigger};
 use crate::system::process::RealSystem;

@@ -237,7 +237,7 @@ fn repairs_a_hook_docker_moved() {
 }
 
 #[test]
-fn repairs_an_owned_chain_someone_edited_rule_by_rule() {
+fn rewrites_an_owned_chain_holding_a_foreign_rule() {
     let fake = machine();
     run(&fake, &policy());
     fake.apply(
@@ -250,13 +250,42 @@ fn repairs_an_owned_chain_someone_edited_rule_by_rule() {
     assert_eq!(result["changed"], true);
     assert_eq!(
         result["plan"]["ipv4"],
-        json!(["filter: edit chain DFW-INGRESS-POLICY (delete 1, insert 0; 3 rules)"])
+        json!(["filter: rewrite chain DFW-INGRESS-POLICY (3 rules)"])
     );
     assert!(
         !fake
             .dump(Family::Ipv4, Backend::Nft)
             .contains("-A DFW-INGRESS-POLICY -j RETURN")
     );
+}
+
+#[test]
+fn puts_back_a_deleted_owned_rule_without_touching_the_others() {
+    let fake = machine();
+    run(&fake, &policy());
+    let first = fake
+        .dump(Family::Ipv4, Backend::Nft)
+        .lines()
+        .find(|l| l.starts_with("-A DFW-INGRESS-POLICY "))
+        .map(|l| l.trim_start_matches("-A DFW-INGRESS-POLICY ").to_string())
+        .unwrap();
+    fake.apply(
+        Family::Ipv4,
+        Backend::Nft,
+        &format!("*filter\n-D DFW-INGRESS-POLICY {first}\nCOMMIT\n"),
+    )
+    .unwrap();
+    let result = run(&fake, &policy());
+    assert_eq!(
+        result["plan"]["ipv4"],
+        json!(["filter: edit chain DFW-INGRESS-POLICY (delete 0, insert 1; 3 rules)"])
+    );
+    let input = fake.restore_inputs.borrow().last().cloned().unwrap();
+    assert!(
+        !input.contains(":DFW-INGRESS-POLICY"),
+        "an edit never declares (flushes) the chain: {input}"
+    );
+    assert_eq!(run(&fake, &policy())["changed"], false);
 }
 
 #[test]

@@ -192,10 +192,14 @@ fn same_rules(live: &[super::owned::LiveRule], desired: &[Rule]) -> bool {
             .all(|(l, d)| l.hash.as_deref() == Some(d.hash.as_str()))
 }
 
-/// The rule-by-rule edit from `live` to `desired` (Myers' diff over the tag hashes; untagged rules
-/// never match); None when no rule can stay, where a rewrite says the same more simply.
+/// The rule-by-rule edit from `live` to `desired` (Myers' diff over the tag hashes); None when no
+/// rule can stay, where a rewrite says the same more simply, and when the chain holds a rule that is
+/// not ours: it is removed by flushing, since its text may not read back as a `-D` argument.
 fn edit(name: &str, live: &[super::owned::LiveRule], desired: &[Rule]) -> Option<ChainEdit> {
     use similar::{Algorithm, DiffOp, capture_diff_slices};
+    if live.iter().any(|r| r.hash.is_none()) {
+        return None;
+    }
     let have: Vec<Option<&str>> = live.iter().map(|r| r.hash.as_deref()).collect();
     let want: Vec<Option<&str>> = desired.iter().map(|r| Some(r.hash.as_str())).collect();
     let mut deletes = Vec::new();

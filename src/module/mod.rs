@@ -104,12 +104,29 @@ pub fn run(config: &Config, system: &dyn System) -> Result<Report> {
     run_with(config, system, &Remembered::default())
 }
 
-/// Host ports and bridges Docker used, guarded beside what its rules show now.
+/// Host ports and bridges Docker used, guarded beside what its rules show now (sorted, no
+/// duplicates).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Remembered {
     pub published: Vec<PublishedPort>,
     #[serde(default)]
     pub bridges: Vec<String>,
+}
+
+impl Remembered {
+    /// Everything in either.
+    pub fn union(&self, other: &Remembered) -> Remembered {
+        fn merged<T: Ord + Clone>(a: &[T], b: &[T]) -> Vec<T> {
+            let mut all: Vec<T> = a.iter().chain(b).cloned().collect();
+            all.sort();
+            all.dedup();
+            all
+        }
+        Remembered {
+            published: merged(&self.published, &other.published),
+            bridges: merged(&self.bridges, &other.bridges),
+        }
+    }
 }
 
 /// A run that also guards what Docker used before (`remembered`): the watch service passes it so
@@ -161,14 +178,12 @@ pub fn run_with(config: &Config, system: &dyn System, remembered: &Remembered) -
         .collect::<Result<Vec<_>>>()?;
     let saw_docker = rulesets.iter().any(|(_, r)| has_docker_chains(r));
     let mut facts: Vec<DockerFacts> = rulesets.iter().map(|(_, r)| DockerFacts::read(r)).collect();
-    let mut docker = Remembered {
-        published: facts.iter().flat_map(|f| f.published.clone()).collect(),
-        bridges: facts.iter().flat_map(|f| f.bridges.clone()).collect(),
+    // What Docker's rules show in both families, before the remembered extras are added.
+    let seen = DockerFacts::default().with_ports_of(&facts);
+    let docker = Remembered {
+        published: seen.published,
+        bridges: seen.bridges,
     };
-    docker.published.sort();
-    docker.published.dedup();
-    docker.bridges.sort();
-    docker.bridges.dedup();
     if let Some(first) = facts.first_mut() {
         // with_ports_of below shares the first family's extras with every family
         first.published.extend(remembered.published.iter().cloned());

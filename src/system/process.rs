@@ -12,6 +12,11 @@ use std::time::Duration;
 /// it gives up; a stuck lock then fails the run with "xtables lock busy" instead of hanging Ansible.
 pub const XTABLES_WAIT_SECONDS: u32 = 10;
 
+/// `--wait=N`: the attached form, since both tools take the seconds as an optional argument.
+fn wait_option() -> String {
+    format!("--wait={XTABLES_WAIT_SECONDS}")
+}
+
 /// Where iptables lives; Ansible may run us with a PATH that lacks the sbin directories.
 const FALLBACK_PATH: [&str; 4] = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
 
@@ -175,16 +180,14 @@ impl System for RealSystem {
         let Some(program) = find_program(&format!("{base}-{}", backend.name())) else {
             return self.save(family, backend);
         };
-        let wait = format!("--wait={XTABLES_WAIT_SECONDS}");
-        let text = run(&program, &[&wait, "-t", table, "-S"], None)?;
+        let text = run(&program, &[&wait_option(), "-t", table, "-S"], None)?;
         Ok(listing_as_save(table, &text))
     }
 
     fn restore(&self, family: Family, backend: Backend, input: &str) -> Result<(), CommandError> {
         let program =
             tool(family, backend, "restore").ok_or_else(|| missing(family, backend, "restore"))?;
-        let wait = format!("--wait={XTABLES_WAIT_SECONDS}");
-        run(&program, &["--noflush", &wait], Some(input)).map(|_| ())
+        run(&program, &["--noflush", &wait_option()], Some(input)).map(|_| ())
     }
 
     fn nft_tables(&self) -> Option<String> {

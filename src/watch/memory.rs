@@ -63,18 +63,11 @@ impl Memory {
     /// After a converge: remember what Docker's rules show now. Returns a note when the file cannot
     /// be written.
     pub fn update(&mut self, now: &Remembered, system: &dyn System) -> Option<String> {
-        let mut next = if std::mem::take(&mut self.forget) {
+        let next = if std::mem::take(&mut self.forget) {
             now.clone()
         } else {
-            let mut union = self.known.clone();
-            union.published.extend(now.published.iter().cloned());
-            union.bridges.extend(now.bridges.iter().cloned());
-            union
+            self.known.union(now)
         };
-        next.published.sort();
-        next.published.dedup();
-        next.bridges.sort();
-        next.bridges.dedup();
         if next == self.known {
             return None;
         }

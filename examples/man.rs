@@ -42,7 +42,12 @@ fn page(cmd: clap::Command, source: &str, date: Option<&str>) -> Man {
 }
 
 /// One page for `cmd`, then one for each of its visible subcommands (named `parent-sub.8`).
-fn generate(cmd: clap::Command, out: &Path, source: &str, date: Option<&str>) -> std::io::Result<()> {
+fn generate(
+    cmd: clap::Command,
+    out: &Path,
+    source: &str,
+    date: Option<&str>,
+) -> std::io::Result<()> {
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned() {
         generate(sub, out, source, date)?;
     }
@@ -52,7 +57,11 @@ fn generate(cmd: clap::Command, out: &Path, source: &str, date: Option<&str>) ->
 }
 
 fn main() -> std::io::Result<()> {
-    let out = PathBuf::from(std::env::args_os().nth(1).unwrap_or_else(|| "target/man".into()));
+    let out = PathBuf::from(
+        std::env::args_os()
+            .nth(1)
+            .unwrap_or_else(|| "target/man".into()),
+    );
     std::fs::create_dir_all(&out)?;
     let date = std::env::var("SOURCE_DATE_EPOCH")
         .ok()

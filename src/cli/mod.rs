@@ -12,7 +12,12 @@ use std::path::PathBuf;
 /// Ansible runs it as a module (`docker_firewall ARGS_FILE`); these subcommands do the same job from
 /// a policy file (a JSON object with the module's options) and keep it in place afterwards.
 #[derive(Debug, Parser)]
-#[command(name = "docker_firewall", version, about, long_about)]
+#[command(
+    name = "docker_firewall",
+    version,
+    about = "Close the ports Docker publishes to everyone but the sources a policy allows",
+    long_about
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -17,14 +17,15 @@ pub use simulate::after_restore;
 
 use crate::core::policy::Family;
 use crate::core::save::Ruleset;
-use ipnet::IpNet;
 use matcher::{Dst, Packet};
 use ports::{Published, published_ports};
 use serde::Serialize;
 use sources::SourceSet;
+use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::collections::HashSet;
 use std::net::IpAddr;
-use walk::{Fate, Piece, walk_hook};
+use walk::{Fate, Piece, Tables, walk_hook};
 
 /// What the analysis is given.
 pub struct HostView<'a> {
@@ -89,14 +90,12 @@ pub fn analyze(view: &HostView) -> Exposure {
     for (family, ruleset) in &view.rulesets {
         all_published.extend(published_ports(*family, ruleset));
     }
-    let not_local: Vec<IpNet> = all_published
-        .iter()
-        .map(|p| IpNet::from(p.to_addr))
-        .collect();
+    let not_local: HashSet<IpAddr> = all_published.iter().map(|p| p.to_addr).collect();
     let mut ports = Vec::new();
     for (family, ruleset) in &view.rulesets {
+        let tables = Tables::new(*family, ruleset);
         for row in ports::rows_for(*family, &all_published) {
-            ports.push(judge_row(view, *family, ruleset, &row, &not_local));
+            ports.push(judge_row(view, *family, &tables, &row, &not_local));
         }
     }
     let mut summary = Summary::default();
@@ -118,15 +117,15 @@ pub fn analyze(view: &HostView) -> Exposure {
 fn judge_row(
     view: &HostView,
     family: Family,
-    ruleset: &Ruleset,
+    tables: &Tables,
     row: &ports::Row,
-    not_local: &[IpNet],
+    not_local: &HashSet<IpAddr>,
 ) -> PortExposure {
     let mut pieces = Vec::new();
     let loopback = row.host_addr.is_some_and(|a| a.is_loopback());
     if !loopback {
         for iface in &view.external {
-            pieces.extend(follow(view, family, ruleset, row, iface, not_local));
+            pieces.extend(follow(view, family, tables, row, iface, not_local));
         }
     }
     let mut reachable = SourceSet::empty(family);
@@ -192,10 +191,10 @@ fn judge_row(
 fn follow(
     view: &HostView,
     family: Family,
-    ruleset: &Ruleset,
+    tables: &Tables,
     row: &ports::Row,
     iface: &str,
-    not_local: &[IpNet],
+    not_local: &HashSet<IpAddr>,
 ) -> Vec<Piece> {
     let host_dst = row.host_addr.map_or(Dst::AnyLocal, Dst::Addr);
     let arriving = Packet {
@@ -208,7 +207,8 @@ fn follow(
         orig_dst: host_dst.clone(),
         orig_dport: row.host_port,
         dnatted: false,
-        not_local: not_local.to_vec(),
+        not_local,
+        marks_unknown: Cell::new(false),
     };
     let mut done = Vec::new();
     let mut travelling = vec![Piece {
@@ -217,7 +217,7 @@ fn follow(
         rule: String::new(),
     }];
     for (table, chain) in [("raw", "PREROUTING"), ("mangle", "PREROUTING")] {
-        travelling = through(ruleset, table, chain, &arriving, travelling, &mut done);
+        travelling = through(tables, table, chain, &arriving, travelling, &mut done);
     }
     // nat PREROUTING: Docker's DNAT sends the connection to the container, anything else leaves
     // it addressed to the host
@@ -225,7 +225,7 @@ fn follow(
     let mut input = SourceSet::empty(family);
     for arrived in travelling {
         for piece in walk_hook(
-            ruleset.table("nat"),
+            tables.table("nat"),
             "PREROUTING",
             &arriving,
             arrived.sources,
@@ -258,9 +258,16 @@ fn follow(
             rule: String::new(),
         }];
         for (table, chain) in [("mangle", "FORWARD"), ("filter", "FORWARD")] {
-            left = through(ruleset, table, chain, &routed, left, &mut done);
+            left = through(tables, table, chain, &routed, left, &mut done);
         }
-        done.extend(left);
+        done.extend(left.into_iter().map(|piece| Piece {
+            rule: if piece.rule.is_empty() {
+                "forwarded to the container: no rule on the path stops it".into()
+            } else {
+                piece.rule
+            },
+            ..piece
+        }));
     }
     if !input.is_empty() {
         let mut left = vec![Piece {
@@ -269,7 +276,7 @@ fn follow(
             rule: String::new(),
         }];
         for (table, chain) in [("mangle", "INPUT"), ("filter", "INPUT")] {
-            left = through(ruleset, table, chain, &arriving, left, &mut done);
+            left = through(tables, table, chain, &arriving, left, &mut done);
         }
         let listens = view
             .listeners
@@ -277,7 +284,18 @@ fn follow(
             .is_none_or(|l| ports::listens(l, family, &row.proto, row.host_addr, row.host_port));
         for piece in left {
             done.push(if listens {
-                piece
+                Piece {
+                    rule: if piece.rule.is_empty() {
+                        format!(
+                            "no rule on the path stops it, and a process on the host (docker-proxy) \
+                             listens on port {}",
+                            row.host_port
+                        )
+                    } else {
+                        piece.rule
+                    },
+                    ..piece
+                }
             } else {
                 Piece {
                     fate: Fate::Drop,
@@ -296,7 +314,7 @@ fn follow(
 /// Walks one built-in chain for every travelling piece: accepted ones travel on (named by the
 /// last rule that accepted them, where a chain has rules), the rest is done.
 fn through(
-    ruleset: &Ruleset,
+    tables: &Tables,
     table: &str,
     chain: &str,
     pkt: &Packet,
@@ -305,7 +323,7 @@ fn through(
 ) -> Vec<Piece> {
     let mut next = Vec::new();
     for arrived in travelling {
-        for piece in walk_hook(ruleset.table(table), chain, pkt, arrived.sources) {
+        for piece in walk_hook(tables.table(table), chain, pkt, arrived.sources) {
             match piece.fate {
                 Fate::Accept if piece.rule.ends_with(": no rules") => next.push(Piece {
                     rule: arrived.rule.clone(),

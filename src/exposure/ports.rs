@@ -36,6 +36,7 @@ pub fn published_ports(family: Family, ruleset: &Ruleset) -> Vec<Published> {
     let Some(nat) = ruleset.table("nat") else {
         return Vec::new();
     };
+    let bridges = container_bridges(ruleset);
     nat.rules_of("DOCKER")
         .filter_map(|rule| {
             let args = split_args(rule.spec);
@@ -49,10 +50,12 @@ pub fn published_ports(family: Family, ruleset: &Ruleset) -> Vec<Published> {
                 .and_then(|d| d.parse::<IpNet>().ok())
                 .filter(|n| n.prefix_len() == n.max_prefix_len())
                 .map(|n| n.addr());
+            // with the userland proxy off Docker's DNAT has no `! -i <bridge>`
             let bridge = args
                 .windows(3)
                 .find(|w| w[0] == "!" && w[1] == "-i")
-                .map(|w| w[2].clone());
+                .map(|w| w[2].clone())
+                .or_else(|| bridge_of(&bridges, &to_addr));
             Some(Published {
                 family,
                 proto,
@@ -65,6 +68,42 @@ pub fn published_ports(family: Family, ruleset: &Ruleset) -> Vec<Published> {
             })
         })
         .collect()
+}
+
+/// Where Docker routes container addresses: its filter `DOCKER` ACCEPTs (`-d <container> -o
+/// <bridge>`) and its nat `POSTROUTING` MASQUERADEs (`-s <subnet> ! -o <bridge>`).
+fn container_bridges(ruleset: &Ruleset) -> Vec<(IpNet, String)> {
+    let mut out = Vec::new();
+    let chains = [
+        ("filter", "DOCKER", "-d", false),
+        ("nat", "POSTROUTING", "-s", true),
+    ];
+    for (table, chain, flag, negated_out) in chains {
+        let Some(table) = ruleset.table(table) else {
+            continue;
+        };
+        for rule in table.rules_of(chain) {
+            let args = split_args(rule.spec);
+            let net = option_value(&args, &[flag]).and_then(|v| v.parse::<IpNet>().ok());
+            let out_iface = args
+                .windows(2)
+                .enumerate()
+                .find(|(i, w)| w[0] == "-o" && (*i > 0 && args[i - 1] == "!") == negated_out)
+                .map(|(_, w)| w[1].clone());
+            if let (Some(net), Some(bridge)) = (net, out_iface) {
+                out.push((net, bridge));
+            }
+        }
+    }
+    out
+}
+
+fn bridge_of(bridges: &[(IpNet, String)], addr: &IpAddr) -> Option<String> {
+    bridges
+        .iter()
+        .filter(|(net, _)| net.contains(addr))
+        .max_by_key(|(net, _)| net.prefix_len())
+        .map(|(_, bridge)| bridge.clone())
 }
 
 /// The rows of `family`: its own DNAT rules, and the ports published on every address in the

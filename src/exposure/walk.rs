@@ -1,9 +1,11 @@
 //! Following the packet through the chains of one table: every rule splits the sources still
 //! travelling into those it catches and the rest, so one walk answers for every client at once.
 
-use super::matcher::{Cond, Packet, evaluate, split_target};
+use super::matcher::{Compiled, Cond, Packet, Target, compile};
 use super::sources::SourceSet;
-use crate::core::save::{Table, split_args};
+use crate::core::policy::Family;
+use crate::core::save::Ruleset;
+use std::collections::HashMap;
 
 /// Where a walk leaves a set of sources.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,47 +28,82 @@ pub struct Piece {
     pub rule: String,
 }
 
-/// Targets that let the packet go on to the next rule.
-const GOES_ON: [&str; 11] = [
-    "LOG", "NFLOG", "ULOG", "MARK", "CONNMARK", "TRACE", "AUDIT", "SET", "CLASSIFY", "TCPMSS",
-    "DSCP",
-];
+/// A table with its rules compiled, by chain.
+pub struct Table<'a> {
+    name: &'a str,
+    /// chain -> (policy, rules in order)
+    chains: HashMap<&'a str, (&'a str, Vec<Compiled<'a>>)>,
+}
+
+/// Every table of a ruleset, compiled once for all the ports analysed.
+pub struct Tables<'a> {
+    tables: Vec<Table<'a>>,
+}
+
+impl<'a> Tables<'a> {
+    pub fn new(family: Family, ruleset: &Ruleset<'a>) -> Self {
+        let tables = ruleset
+            .tables
+            .iter()
+            .map(|t| {
+                let mut chains: HashMap<&'a str, (&'a str, Vec<Compiled<'a>>)> = t
+                    .chains
+                    .iter()
+                    .map(|c| (c.name, (c.policy, Vec::new())))
+                    .collect();
+                for rule in &t.rules {
+                    chains
+                        .entry(rule.chain)
+                        .or_insert(("-", Vec::new()))
+                        .1
+                        .push(compile(family, rule.spec));
+                }
+                Table {
+                    name: t.name,
+                    chains,
+                }
+            })
+            .collect();
+        Tables { tables }
+    }
+
+    pub fn table(&self, name: &str) -> Option<&Table<'a>> {
+        self.tables.iter().find(|t| t.name == name)
+    }
+}
+
 /// Deeper than this, a jump loop is assumed (iptables itself refuses loops).
 const MAX_DEPTH: usize = 64;
 
 /// Walks a built-in chain (`PREROUTING`, `FORWARD`, `INPUT`); what falls off its end takes the
-/// chain's policy. A missing table or chain accepts.
+/// chain's policy. A missing table or chain, or an empty one that accepts, says "no rules".
 pub fn walk_hook(
     table: Option<&Table>,
     chain: &str,
     pkt: &Packet,
     sources: SourceSet,
 ) -> Vec<Piece> {
-    let Some(table) = table.filter(|t| t.has_chain(chain)) else {
-        return vec![Piece {
+    let no_rules = |sources| {
+        vec![Piece {
             sources,
             fate: Fate::Accept,
             rule: format!("{chain}: no rules"),
-        }];
+        }]
     };
-    let policy = table
-        .chains
-        .iter()
-        .find(|c| c.name == chain)
-        .map(|c| c.policy)
-        .unwrap_or("ACCEPT");
-    if policy != "DROP" && table.rules_of(chain).next().is_none() {
-        return vec![Piece {
-            sources,
-            fate: Fate::Accept,
-            rule: format!("{chain}: no rules"),
-        }];
+    let Some(table) = table else {
+        return no_rules(sources);
+    };
+    let Some((policy, rules)) = table.chains.get(chain) else {
+        return no_rules(sources);
+    };
+    if *policy != "DROP" && rules.is_empty() {
+        return no_rules(sources);
     }
     walk_chain(table, chain, pkt, sources, 0)
         .into_iter()
         .map(|p| match p.fate {
             Fate::Return => Piece {
-                fate: if policy == "DROP" {
+                fate: if *policy == "DROP" {
                     Fate::Drop
                 } else {
                     Fate::Accept
@@ -88,65 +125,70 @@ fn walk_chain(
 ) -> Vec<Piece> {
     let mut out = Vec::new();
     let mut pending = sources;
-    for rule in table.rules_of(chain) {
+    let rules = table
+        .chains
+        .get(chain)
+        .map(|(_, r)| r.as_slice())
+        .unwrap_or(&[]);
+    for rule in rules {
         if pending.is_empty() {
             break;
         }
-        let shown = format!("{} {chain}: -A {chain} {}", table.name, rule.spec);
-        let args = split_args(rule.spec);
-        let (matches, target) = split_target(&args);
-        let Some((target, goto, _target_args)) = target else {
-            continue; // a rule without a target only counts packets
-        };
-        if GOES_ON.contains(&target) {
+        if matches!(rule.target, Target::GoesOn | Target::Counts) {
             continue;
         }
-        let (hit, unknown) = match evaluate(matches, pkt) {
+        let shown = || format!("{} {chain}: -A {chain} {}", table.name, rule.spec);
+        let (hit, unknown) = match rule.evaluate(pkt) {
             Cond::Sources(s) => (pending.intersect(&s), None),
             Cond::Unknown(s, why) => (pending.intersect(&s), Some(why)),
         };
         if hit.is_empty() {
             continue;
         }
-        pending.remove(&hit);
         if let Some(why) = unknown {
+            pending.remove(&hit);
             out.push(Piece {
                 sources: hit,
                 fate: Fate::Unknown,
-                rule: format!("{shown} (cannot evaluate {why})"),
+                rule: format!("{} (cannot evaluate {why})", shown()),
             });
             continue;
         }
-        let fate = match target {
-            "ACCEPT" => Some(Fate::Accept),
-            "DROP" | "REJECT" => Some(Fate::Drop),
-            "RETURN" => Some(Fate::Return),
-            "DNAT" => Some(Fate::Dnat(
-                _target_args
-                    .windows(2)
-                    .find(|w| w[0] == "--to-destination")
-                    .map(|w| w[1].clone())
-                    .unwrap_or_default(),
-            )),
-            _ => None,
+        let (next, goto) = match &rule.target {
+            Target::SetsMark => {
+                pkt.marks_unknown.set(true);
+                continue;
+            }
+            Target::Accept | Target::Drop | Target::Return | Target::Dnat(_) => {
+                let fate = match &rule.target {
+                    Target::Accept => Fate::Accept,
+                    Target::Drop => Fate::Drop,
+                    Target::Return => Fate::Return,
+                    Target::Dnat(to) => Fate::Dnat(to.clone()),
+                    _ => Fate::Unknown,
+                };
+                pending.remove(&hit);
+                out.push(Piece {
+                    sources: hit,
+                    fate,
+                    rule: shown(),
+                });
+                continue;
+            }
+            Target::Jump(next) => (next, false),
+            Target::Goto(next) => (next, true),
+            Target::GoesOn | Target::Counts => continue,
         };
-        if let Some(fate) = fate {
-            out.push(Piece {
-                sources: hit,
-                fate,
-                rule: shown,
-            });
-            continue;
-        }
-        if !table.has_chain(target) || depth >= MAX_DEPTH {
+        pending.remove(&hit);
+        if !table.chains.contains_key(next.as_str()) || depth >= MAX_DEPTH {
             out.push(Piece {
                 sources: hit,
                 fate: Fate::Unknown,
-                rule: format!("{shown} (cannot evaluate target {target})"),
+                rule: format!("{} (cannot evaluate target {next})", shown()),
             });
             continue;
         }
-        for piece in walk_chain(table, target, pkt, hit, depth + 1) {
+        for piece in walk_chain(table, next, pkt, hit, depth + 1) {
             match piece.fate {
                 // back in this chain, at the next rule (a goto returns to our caller instead)
                 Fate::Return if !goto => pending.add(&piece.sources),

@@ -360,8 +360,12 @@ run_scenario() {
         done
     done
     if [ "$ours" = yes ]; then
-        t_eq "$SC: no unknown verdict on the rules this product writes" 0 "$unknown_here"
+        t_eq "$SC: no unknown verdict on the rules this product writes" 0 "$unknown_here" \
+            "$(jq -c '.ports[] | select(.verdict == "unknown")' "$d/live.json")"
     fi
+    t_eq "$SC: summary counts the rows' verdicts" \
+        "$(jq -c '[.ports[].verdict] as $v | {open: ($v | map(select(. == "open")) | length), restricted: ($v | map(select(. == "restricted")) | length), closed: ($v | map(select(. == "closed")) | length), unknown: ($v | map(select(. == "unknown")) | length)}' "$d/live.json")" \
+        "$(jq -c '.summary | {open, restricted, closed, unknown}' "$d/live.json")"
 
     # --from on the same host's saves gives the live verdicts
     if exposure_from "$d/rules.v4.save" "$d/rules.v6.save" "$d/from.json"; then

@@ -396,6 +396,12 @@ reach_json() {
         done
     done | jq -sc .
 }
+# published_json — where the lab's published ports go: {"<family> <port>": {container_address, container_port}}
+published_json() {
+    jq -nc --arg c14 "$C1_4" --arg c24 "$C2_4" --arg c16 "$C1_6" --arg c26 "$C2_6" '{
+        "ipv4 8080": {container_address: $c14, container_port: 80}, "ipv4 8443": {container_address: $c24, container_port: 443},
+        "ipv6 8080": {container_address: $c16, container_port: 80}, "ipv6 8443": {container_address: $c26, container_port: 443}}'
+}
 # golden_check <name> <d> — nmap sees (open or not) what the recorded fixture says
 golden_check() {
     local g=$EXP_FIXTURES/$LAYOUT-$1.expect.json
@@ -415,7 +421,7 @@ record() {
     cp "$2/rules.v6.save" "$out/$key.$BACKEND.v6.save"
     jq -n --arg sc "$key" --arg layout "$LAYOUT" --arg backend "$BACKEND" --arg lab6 "$3" --arg setup "$4" \
         --arg a4 "$ALLOWED4" --arg a6 "$ALLOWED6" --arg d4 "$DENIED4" --arg d6 "$DENIED6" --arg h4 "$HOST4" --arg h6 "$HOST6" \
-        --argjson ports "$(reach_json "$2")" '{
+        --argjson ports "$(reach_json "$2")" '$pub as $published | {
         scenario: $sc, layout: $layout, recorded_on: $backend,
         made_by: ("tests/netns/test_exposure.sh, scenario setup: " + $setup),
         external_interfaces: ["eth0"],
@@ -424,8 +430,9 @@ record() {
         docker_ipv6: (if $lab6 == "nat" then "nat: Docker writes IPv6 NAT (DNAT in both families)" else "proxy: no IPv6 NAT; docker-proxy listens on [::]:8080 and [::]:8443 (INPUT path)" end),
         host_listeners: ["tcp 0.0.0.0:8080", "tcp 0.0.0.0:8443", "tcp [::]:8080", "tcp [::]:8443"],
         nmap: "nmap 7.93 -sS -Pn -n -T5 --max-retries 1 from each client namespace; a client reaches a port iff the state is open",
-        ports: $ports
-    }' >"$out/$key.expect.json"
+        ports: [$ports[] | . + ($published[.family + " " + (.host_port | tostring)] // {}) | . + {path: (if .family == "ipv6" and $lab6 == "proxy" then "input" else "forward" end)}
+            | if .path == "input" then .container_address = null | .container_port = null else . end]
+    }' --argjson pub "$(published_json)" >"$out/$key.expect.json" || { not_ok "$SC: golden fixture $key recorded"; return 0; }
     diag "recorded $out/$key.{$BACKEND.v4.save,$BACKEND.v6.save,expect.json}"
 }
 

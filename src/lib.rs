@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod core;
+pub mod exposure;
 pub mod module;
 pub mod system;
 pub mod watch;

@@ -45,13 +45,13 @@ pub fn run(policy: &Path, check: bool, diff: bool, json: bool) -> i32 {
 }
 
 /// Writes to stdout; a reader that went away (`| head`) is not worth a panic.
-fn say(text: &str) {
+pub(crate) fn say(text: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
-fn complain(text: &str) {
+pub(crate) fn complain(text: &str) {
     use std::io::Write;
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }

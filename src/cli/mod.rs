@@ -2,6 +2,7 @@
 //! module's options. Ansible's `docker_firewall ARGS_FILE` is told apart in `main`.
 
 pub mod apply;
+pub mod exposure;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -63,11 +64,35 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         state: Option<PathBuf>,
     },
+    /// Which published ports can whom reach from outside, and which rule decides it.
+    ///
+    /// One row per port Docker publishes and family: open (anyone), restricted (only the sources
+    /// listed), closed, or unknown (a rule on the path the analysis cannot evaluate: it names the
+    /// rule and never guesses). Follows a new connection from an external interface through raw,
+    /// mangle and nat PREROUTING (Docker's DNAT), then FORWARD to the container, or INPUT to
+    /// docker-proxy where the connection is not DNAT-ed (IPv6 on an IPv4-only network).
+    Exposure {
+        /// Analyse saved iptables-save / ip6tables-save output instead of the live host (up to two
+        /// files, the family taken from the addresses in them); needs no root.
+        #[arg(long, value_name = "FILE")]
+        from: Vec<PathBuf>,
+        /// An interface outside clients arrive on (repeatable). Default: the policy's
+        /// external_interfaces, else (live) the interfaces holding a default route, as the module
+        /// takes them, else (files) those this product's rules name.
+        #[arg(long, value_name = "IFACE")]
+        external: Vec<String>,
+        /// Take external_interfaces (and backend) from this policy file.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// The names `main` treats as the command line rather than an args file.
 pub fn is_command_line(first: &str) -> bool {
-    first.starts_with('-') || matches!(first, "apply" | "watch" | "help")
+    first.starts_with('-') || matches!(first, "apply" | "watch" | "exposure" | "help")
 }
 
 /// Runs the command line; returns the process exit status.
@@ -92,5 +117,16 @@ pub fn main(args: Vec<String>) -> i32 {
             docker_socket,
             state,
         } => crate::watch::main(&policy, resync, docker_socket, state),
+        Command::Exposure {
+            from,
+            external,
+            policy,
+            json,
+        } => exposure::run(&exposure::Options {
+            from,
+            external,
+            policy,
+            json,
+        }),
     }
 }

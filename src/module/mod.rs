@@ -12,12 +12,13 @@ use crate::core::desired::{DockerFacts, PublishedPort, bridges_to_guard, desired
 use crate::core::lockout::external_interface_refusal;
 use crate::core::owned::{DesiredState, LiveState};
 use crate::core::plan::{FamilyPlan, plan};
-use crate::core::policy::{Config, Family, State, Strategy};
+use crate::core::policy::{Backend, Config, Family, State, Strategy};
 use crate::core::rules_file::updated_content;
 use crate::system::System;
 use anyhow::{Context, Result, anyhow, bail};
 use apply::{apply, persist, roll_back};
-use read::{choose_backend, has_docker_chains, parse_saved};
+pub use read::parse_saved;
+use read::{choose_backend, has_docker_chains};
 use report::{diff_entries, summary};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -98,6 +99,24 @@ impl FileChange {
     pub(crate) fn changes(&self) -> bool {
         self.before != self.after
     }
+}
+
+/// The host's rulesets as iptables-save prints them, per family, on the backend that holds
+/// Docker's chains (or the one the config fixes). Read-only: takes no lock, changes nothing.
+pub fn read_host(config: &Config, system: &dyn System) -> Result<(Backend, Vec<(Family, String)>)> {
+    let (backend, mut first_text) = choose_backend(config, system)?;
+    let mut texts = Vec::new();
+    for &family in &config.families {
+        if !system.has_tools(family, backend) {
+            continue;
+        }
+        let text = match (family, first_text.take()) {
+            (Family::Ipv4, Some(text)) => text,
+            _ => system.save(family, backend)?,
+        };
+        texts.push((family, text));
+    }
+    Ok((backend, texts))
 }
 
 pub fn run(config: &Config, system: &dyn System) -> Result<Report> {

@@ -40,7 +40,7 @@ pub(super) fn has_docker_chains(ruleset: &Ruleset) -> bool {
         .any(|t| DOCKER_CHAINS.iter().any(|c| t.has_chain(c)))
 }
 
-pub(super) fn parse_saved(text: &str, family: Family, backend: Backend) -> Result<Ruleset<'_>> {
+pub fn parse_saved(text: &str, family: Family, backend: Backend) -> Result<Ruleset<'_>> {
     if let Some(note) = incompatible_table_note(text) {
         bail!(
             "{}-{}-save cannot show this host's ruleset faithfully ({}): native nftables rules \

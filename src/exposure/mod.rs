@@ -1,0 +1,325 @@
+//! The exposure report: for every port Docker publishes, who outside can connect and which rule
+//! decides it. Pure: it reads saved rulesets (and, live, what listens on the host) and follows a
+//! NEW connection the way netfilter does: raw, mangle and nat PREROUTING (Docker's DNAT), then
+//! mangle and filter FORWARD to the container, or mangle and filter INPUT to docker-proxy when
+//! the connection is not DNAT-ed.
+
+mod matcher;
+mod ports;
+mod render;
+mod sources;
+mod walk;
+
+pub use ports::{Listener, parse_listeners};
+pub use render::{render_text, summary_line};
+
+use crate::core::policy::Family;
+use crate::core::save::Ruleset;
+use ipnet::IpNet;
+use matcher::{Dst, Packet};
+use ports::{Published, published_ports};
+use serde::Serialize;
+use sources::SourceSet;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use walk::{Fate, Piece, walk_hook};
+
+/// What the analysis is given.
+pub struct HostView<'a> {
+    pub rulesets: Vec<(Family, Ruleset<'a>)>,
+    /// Interfaces outside clients arrive on.
+    pub external: Vec<String>,
+    /// Container address -> name, where Docker's API told.
+    pub names: BTreeMap<IpAddr, String>,
+    /// What listens on the host (live); `None`: assume docker-proxy listens on every published
+    /// port (Docker's default userland proxy).
+    pub listeners: Option<Vec<Listener>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Open,
+    Restricted,
+    Closed,
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PortExposure {
+    pub family: &'static str,
+    pub proto: String,
+    pub host_address: String,
+    pub host_port: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_port_end: Option<u16>,
+    pub container_address: Option<String>,
+    pub container_port: Option<u16>,
+    pub container: Option<String>,
+    /// `forward` (DNAT to the container) or `input` (docker-proxy on the host).
+    pub path: &'static str,
+    pub verdict: Verdict,
+    /// Who can connect (CIDRs); empty when closed or unknown.
+    pub sources: Vec<String>,
+    /// The rule that decides: what drops the others, or what lets everyone in, or what cannot be
+    /// evaluated.
+    pub rule: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct Summary {
+    pub open: usize,
+    pub restricted: usize,
+    pub closed: usize,
+    pub unknown: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Exposure {
+    pub external_interfaces: Vec<String>,
+    pub ports: Vec<PortExposure>,
+    pub summary: Summary,
+}
+
+/// Analyses every published port of every family in `view`.
+pub fn analyze(view: &HostView) -> Exposure {
+    let mut all_published: Vec<Published> = Vec::new();
+    for (family, ruleset) in &view.rulesets {
+        all_published.extend(published_ports(*family, ruleset));
+    }
+    let not_local: Vec<IpNet> = all_published
+        .iter()
+        .map(|p| IpNet::from(p.to_addr))
+        .collect();
+    let mut ports = Vec::new();
+    for (family, ruleset) in &view.rulesets {
+        for row in ports::rows_for(*family, &all_published) {
+            ports.push(judge_row(view, *family, ruleset, &row, &not_local));
+        }
+    }
+    let mut summary = Summary::default();
+    for p in &ports {
+        match p.verdict {
+            Verdict::Open => summary.open += 1,
+            Verdict::Restricted => summary.restricted += 1,
+            Verdict::Closed => summary.closed += 1,
+            Verdict::Unknown => summary.unknown += 1,
+        }
+    }
+    Exposure {
+        external_interfaces: view.external.clone(),
+        ports,
+        summary,
+    }
+}
+
+fn judge_row(
+    view: &HostView,
+    family: Family,
+    ruleset: &Ruleset,
+    row: &ports::Row,
+    not_local: &[IpNet],
+) -> PortExposure {
+    let mut pieces = Vec::new();
+    let loopback = row.host_addr.is_some_and(|a| a.is_loopback());
+    if !loopback {
+        for iface in &view.external {
+            pieces.extend(follow(view, family, ruleset, row, iface, not_local));
+        }
+    }
+    let reachable = pieces
+        .iter()
+        .filter(|p| p.fate == Fate::Accept)
+        .fold(SourceSet::empty(family), |acc, p| acc.union(&p.sources));
+    let unknown = pieces.iter().find(|p| p.fate == Fate::Unknown);
+    let first = |fate: Fate| {
+        pieces
+            .iter()
+            .find(|p| p.fate == fate)
+            .map(|p| p.rule.clone())
+            .unwrap_or_default()
+    };
+    let (verdict, rule) = if loopback {
+        (
+            Verdict::Closed,
+            "published on a loopback address: not reachable from outside".to_string(),
+        )
+    } else if view.external.is_empty() {
+        (
+            Verdict::Unknown,
+            "no external interface known (pass --external)".to_string(),
+        )
+    } else if let Some(u) = unknown {
+        (Verdict::Unknown, u.rule.clone())
+    } else if reachable.is_empty() {
+        (Verdict::Closed, first(Fate::Drop))
+    } else if reachable.is_all() {
+        (Verdict::Open, first(Fate::Accept))
+    } else {
+        (Verdict::Restricted, first(Fate::Drop))
+    };
+    let sources = match verdict {
+        Verdict::Open | Verdict::Restricted => {
+            reachable.cidrs().iter().map(ToString::to_string).collect()
+        }
+        _ => Vec::new(),
+    };
+    let any = match family {
+        Family::Ipv4 => "0.0.0.0",
+        Family::Ipv6 => "::",
+    };
+    PortExposure {
+        family: family.name(),
+        proto: row.proto.clone(),
+        host_address: row
+            .host_addr
+            .map_or_else(|| any.to_string(), |a| a.to_string()),
+        host_port: row.host_port,
+        host_port_end: row.host_port_end,
+        container_address: row.to.map(|(a, _)| a.to_string()),
+        container_port: row.to.map(|(_, p)| p),
+        container: row.to.and_then(|(a, _)| view.names.get(&a).cloned()),
+        path: if row.to.is_some() { "forward" } else { "input" },
+        verdict,
+        sources,
+        rule,
+    }
+}
+
+/// The final fates (accept, drop, unknown) of a NEW connection from `iface` to the row's port.
+fn follow(
+    view: &HostView,
+    family: Family,
+    ruleset: &Ruleset,
+    row: &ports::Row,
+    iface: &str,
+    not_local: &[IpNet],
+) -> Vec<Piece> {
+    let host_dst = row.host_addr.map_or(Dst::AnyLocal, Dst::Addr);
+    let arriving = Packet {
+        family,
+        proto: row.proto.clone(),
+        in_iface: iface.to_string(),
+        out_iface: None,
+        dst: host_dst.clone(),
+        dport: row.host_port,
+        orig_dst: host_dst.clone(),
+        orig_dport: row.host_port,
+        dnatted: false,
+        not_local: not_local.to_vec(),
+    };
+    let mut done = Vec::new();
+    let mut travelling = vec![Piece {
+        sources: SourceSet::all(family),
+        fate: Fate::Accept,
+        rule: String::new(),
+    }];
+    for (table, chain) in [("raw", "PREROUTING"), ("mangle", "PREROUTING")] {
+        travelling = through(ruleset, table, chain, &arriving, travelling, &mut done);
+    }
+    // nat PREROUTING: Docker's DNAT sends the connection to the container, anything else leaves
+    // it addressed to the host
+    let mut forward = SourceSet::empty(family);
+    let mut input = SourceSet::empty(family);
+    for arrived in travelling {
+        for piece in walk_hook(
+            ruleset.table("nat"),
+            "PREROUTING",
+            &arriving,
+            arrived.sources,
+        ) {
+            match &piece.fate {
+                Fate::Accept => input = input.union(&piece.sources),
+                Fate::Dnat(to) if row.to.is_some_and(|t| ports::same_target(to, t)) => {
+                    forward = forward.union(&piece.sources)
+                }
+                Fate::Dnat(to) => done.push(Piece {
+                    fate: Fate::Unknown,
+                    rule: format!("{} (DNAT to {to}, not the published container)", piece.rule),
+                    ..piece.clone()
+                }),
+                _ => done.push(piece),
+            }
+        }
+    }
+    if let (false, Some((addr, port))) = (forward.is_empty(), row.to) {
+        let routed = Packet {
+            out_iface: row.bridge.clone(),
+            dst: Dst::Addr(addr),
+            dport: port,
+            dnatted: true,
+            ..arriving.clone()
+        };
+        let mut left = vec![Piece {
+            sources: forward,
+            fate: Fate::Accept,
+            rule: String::new(),
+        }];
+        for (table, chain) in [("mangle", "FORWARD"), ("filter", "FORWARD")] {
+            left = through(ruleset, table, chain, &routed, left, &mut done);
+        }
+        done.extend(left);
+    }
+    if !input.is_empty() {
+        let mut left = vec![Piece {
+            sources: input,
+            fate: Fate::Accept,
+            rule: String::new(),
+        }];
+        for (table, chain) in [("mangle", "INPUT"), ("filter", "INPUT")] {
+            left = through(ruleset, table, chain, &arriving, left, &mut done);
+        }
+        let listens = view
+            .listeners
+            .as_ref()
+            .is_none_or(|l| ports::listens(l, family, &row.proto, row.host_addr, row.host_port));
+        for piece in left {
+            done.push(if listens {
+                piece
+            } else {
+                Piece {
+                    fate: Fate::Drop,
+                    rule: format!(
+                        "not DNAT-ed, and nothing listens on the host's port {}",
+                        row.host_port
+                    ),
+                    ..piece
+                }
+            });
+        }
+    }
+    done
+}
+
+/// Walks one built-in chain for every travelling piece: accepted ones travel on (named by the
+/// last rule that accepted them, where a chain has rules), the rest is done.
+fn through(
+    ruleset: &Ruleset,
+    table: &str,
+    chain: &str,
+    pkt: &Packet,
+    travelling: Vec<Piece>,
+    done: &mut Vec<Piece>,
+) -> Vec<Piece> {
+    let mut next = Vec::new();
+    for arrived in travelling {
+        for piece in walk_hook(ruleset.table(table), chain, pkt, arrived.sources) {
+            match piece.fate {
+                Fate::Accept if piece.rule.ends_with(": no rules") => next.push(Piece {
+                    rule: arrived.rule.clone(),
+                    ..piece
+                }),
+                Fate::Accept => next.push(piece),
+                Fate::Dnat(_) => done.push(Piece {
+                    fate: Fate::Unknown,
+                    ..piece
+                }),
+                _ => done.push(piece),
+            }
+        }
+    }
+    next
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,124 @@
+use super::*;
+use crate::core::save::parse_save;
+
+fn view<'a>(v4: &'a str, v6: Option<&'a str>, external: &[&str]) -> HostView<'a> {
+    let mut rulesets = vec![(Family::Ipv4, parse_save(v4).unwrap())];
+    if let Some(v6) = v6 {
+        rulesets.push((Family::Ipv6, parse_save(v6).unwrap()));
+    }
+    HostView {
+        rulesets,
+        external: external.iter().map(|s| s.to_string()).collect(),
+        names: BTreeMap::new(),
+        listeners: None,
+    }
+}
+
+const DOCKER: &str = "*nat
+:PREROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A DOCKER -i docker0 -j RETURN
+-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80
+-A DOCKER -d 127.0.0.1/32 ! -i docker0 -p tcp -m tcp --dport 9000 -j DNAT --to-destination 172.17.0.3:9000
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:DOCKER - [0:0]
+:DOCKER-USER - [0:0]
+-A FORWARD -j DOCKER-USER
+-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -o docker0 -j DOCKER
+-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
+-A DOCKER-USER -j RETURN
+COMMIT
+";
+
+#[test]
+fn docker_alone_is_open_and_loopback_is_closed() {
+    let e = analyze(&view(DOCKER, None, &["eth0"]));
+    assert_eq!(e.ports.len(), 2);
+    let web = &e.ports[0];
+    assert_eq!(web.verdict, Verdict::Open, "{web:?}");
+    assert_eq!(web.sources, ["0.0.0.0/0"]);
+    assert!(web.rule.contains("--dport 80 -j ACCEPT"), "{}", web.rule);
+    assert_eq!(e.ports[1].verdict, Verdict::Closed);
+}
+
+#[test]
+fn input_rules_do_not_close_a_dnat_port() {
+    let text = DOCKER.replace(
+        ":INPUT ACCEPT [0:0]\n",
+        ":INPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 8080 -j DROP\n",
+    );
+    let e = analyze(&view(&text, None, &["eth0"]));
+    assert_eq!(e.ports[0].verdict, Verdict::Open);
+}
+
+#[test]
+fn allowlist_in_docker_user_restricts() {
+    let text = DOCKER.replace(
+        "-A DOCKER-USER -j RETURN\n",
+        "-A DOCKER-USER -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN\n\
+         -A DOCKER-USER -s 203.0.113.0/24 -i eth0 -j RETURN\n\
+         -A DOCKER-USER -i eth0 -j DROP\n",
+    );
+    let e = analyze(&view(&text, None, &["eth0"]));
+    let web = &e.ports[0];
+    assert_eq!(web.verdict, Verdict::Restricted, "{web:?}");
+    assert_eq!(web.sources, ["203.0.113.0/24"]);
+    assert!(web.rule.contains("-i eth0 -j DROP"), "{}", web.rule);
+    // from another interface nothing stops it
+    let e = analyze(&view(&text, None, &["eth0", "eth1"]));
+    assert_eq!(e.ports[0].verdict, Verdict::Open);
+}
+
+#[test]
+fn unknown_match_is_named_never_guessed() {
+    let text = DOCKER.replace(
+        "-A DOCKER-USER -j RETURN\n",
+        "-A DOCKER-USER -m set --match-set blocked src -j DROP\n",
+    );
+    let e = analyze(&view(&text, None, &["eth0"]));
+    assert_eq!(e.ports[0].verdict, Verdict::Unknown);
+    assert!(
+        e.ports[0].rule.contains("--match-set"),
+        "{}",
+        e.ports[0].rule
+    );
+    assert_eq!(e.summary.unknown, 1);
+}
+
+#[test]
+fn ipv6_without_nat_goes_to_docker_proxy_in_input() {
+    let v6 = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n\
+              -A INPUT -s fd00:1::/64 -p tcp -m tcp --dport 8080 -j ACCEPT\n\
+              -A INPUT -p tcp -m tcp --dport 8080 -j DROP\nCOMMIT\n";
+    let e = analyze(&view(DOCKER, Some(v6), &["eth0"]));
+    let row = e.ports.iter().find(|p| p.family == "ipv6").unwrap();
+    assert_eq!(row.path, "input");
+    assert_eq!(row.verdict, Verdict::Restricted, "{row:?}");
+    assert_eq!(row.sources, ["fd00:1::/64"]);
+    // live, with nothing listening: closed
+    let mut v = view(DOCKER, Some(v6), &["eth0"]);
+    v.listeners = Some(Vec::new());
+    let e = analyze(&v);
+    let row = e.ports.iter().find(|p| p.family == "ipv6").unwrap();
+    assert_eq!(row.verdict, Verdict::Closed);
+}
+
+#[test]
+fn proc_net_listeners() {
+    let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n\
+   1: 0100007F:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n\
+   2: 0100007F:0051 0100007F:C000 01 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n";
+    let l = parse_listeners(tcp, Family::Ipv4, "tcp");
+    assert_eq!(l.len(), 2);
+    assert_eq!(l[0].port, 8080);
+    assert_eq!(l[0].addr, None);
+    assert_eq!(l[1].addr, Some("127.0.0.1".parse().unwrap()));
+    assert!(ports::listens(&l, Family::Ipv4, "tcp", None, 8080));
+    assert!(!ports::listens(&l, Family::Ipv4, "tcp", None, 80));
+}

@@ -33,7 +33,7 @@
 t_trap
 t_need_bin
 
-EXP_FIXTURES=$T_ROOT/tests/fixtures/exposure
+EXP_FIXTURES=${DFW_EXPOSURE_FIXTURES:-$T_ROOT/tests/fixtures/exposure}
 NMAP_TIMEOUT=${NMAP_TIMEOUT:-25}
 # the golden fixtures: "<layout>-<scenario>.<backend>"
 RECORD="docker20-input-drop.legacy docker20-foreign.legacy docker20-ufw-docker.nft
@@ -481,11 +481,58 @@ record() {
     diag "recorded $out/$key.{$BACKEND.v4.save,$BACKEND.v6.save,expect.json}"
 }
 
+# golden_from_check — `exposure --from` over each recorded fixture of this layout and backend agrees
+# with the nmap states recorded beside it (what the lead's golden tests assert, run here as well)
+golden_from_check() {
+    local g key v4 v6 out rows
+    for g in "$EXP_FIXTURES/$LAYOUT"-*.expect.json; do
+        [ -f "$g" ] || continue
+        key=$(basename "$g" .expect.json)
+        v4=$EXP_FIXTURES/$key.$BACKEND.v4.save v6=$EXP_FIXTURES/$key.$BACKEND.v6.save
+        [ -f "$v4" ] && [ -f "$v6" ] || continue
+        out=$T_DIR/golden.$key.json
+        SC="golden $key.$BACKEND"
+        if ! exposure_from "$v4" "$v6" "$out"; then
+            not_ok "$SC: exposure --from runs" "stdout: $(head -c 800 "$out")" "stderr: $(head -c 600 "$out.err")"
+            continue
+        fi
+        # per recorded port and client: does the verdict say what nmap saw? ("-" = no row)
+        rows=$(jq -r --slurpfile e "$g" '. as $x | $e[0] as $g | $g.ports[] as $p
+            | ([$x.ports[] | select(.family == $p.family and .proto == $p.proto and .host_port == $p.host_port)][0]) as $r
+            | ["allowed", "stranger"][] as $c
+            | [$p.family, ($p.host_port | tostring), $c, $g.clients[$c][$p.family], ($p[$c]),
+               ($r.verdict // "-"), (($r.sources // []) | join(" "))] | join("\u001f")' "$out")
+        local fam port c addr st verdict srcs expect bad=() n=0
+        while IFS=$'\x1f' read -r fam port c addr st verdict srcs; do
+            [ -n "$fam" ] || continue
+            n=$((n + 1))
+            read -ra sv <<<"$srcs"
+            case $verdict in
+                open) expect=open ;;
+                closed | -) expect=shut ;;
+                restricted) if in_any "$addr" "${sv[@]}"; then expect=open; else expect=shut; fi ;;
+                *) bad+=("$fam $port $c: verdict $verdict (not compared)"); continue ;;
+            esac
+            [ "$st" = open ] || st=shut
+            [ "$st" = "$expect" ] || bad+=("$fam $port/tcp $c ($addr): exposure --from $verdict [$srcs], recorded nmap $(jq -r --arg f "$fam" --argjson p "$port" --arg c "$c" '.ports[] | select(.family == $f and .host_port == $p) | .[$c]' "$g")")
+        done <<<"$rows"
+        if [ ${#bad[@]} -eq 0 ] && [ "$n" -gt 0 ]; then
+            ok "$SC: exposure --from agrees with the recorded nmap states ($n port/client pairs)"
+        else
+            not_ok "$SC: exposure --from agrees with the recorded nmap states" "${bad[@]}" "fixture: $g"
+        fi
+    done
+}
+
 # ---------------------------------------------------------------- run
 for spec in "${SCENARIOS[@]}"; do
     if [ -n "${DFW_EXPOSURE_ONLY:-}" ]; then case " $DFW_EXPOSURE_ONLY " in *" ${spec%%|*} "*) ;; *) continue ;; esac; fi
     run_scenario "$spec"
 done
+if [ "$EXPOSURE_OK" = yes ]; then
+    t_lab_reset
+    golden_from_check
+fi
 lab_down
 
 t_figure "exposure vs nmap: $AGREE agreements, $DISAGREE disagreements, $UNKNOWN unknown verdicts" \

@@ -169,7 +169,26 @@ fn diff_only_when_asked() {
     let fake = machine();
     let result = run(&fake, &policy());
     let diff = result["diff"].as_array().unwrap();
-    assert_eq!(diff.len(), 4, "two families and two files");
+    assert_eq!(
+        diff.len(),
+        5,
+        "two families, two files and who can reach the ports: {diff:?}"
+    );
+    let exposure = &diff[4];
+    assert!(
+        exposure["before_header"]
+            .as_str()
+            .unwrap()
+            .starts_with("who can reach")
+    );
+    let changes = result["exposure_changes"].as_array().unwrap();
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.as_str().unwrap()
+                == "ipv6 8080/tcp -> docker-proxy: open to anyone -> closed"),
+        "{changes:?}"
+    );
     assert!(
         diff[0]["before_header"]
             .as_str()

@@ -63,6 +63,9 @@ pub fn human_summary(report: &Report) -> String {
         out.push_str(&unified(entry));
     }
     out.push_str(&format!("{} (backend {})\n", report.msg, report.backend));
+    for change in &report.exposure_changes {
+        out.push_str(&format!("exposure: {change}\n"));
+    }
     for warning in &report.warnings {
         out.push_str(&format!("warning: {warning}\n"));
     }

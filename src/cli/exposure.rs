@@ -4,13 +4,13 @@
 use crate::core::args::parse_args;
 use crate::core::policy::{Config, Family};
 use crate::core::save::{Ruleset, parse_save};
-use crate::exposure::{Exposure, HostView, Listener, analyze, parse_listeners, render_text};
+use crate::exposure::{Exposure, HostView, analyze, render_text};
 use crate::module::{self, parse_saved, policy_file};
 use crate::system::System;
 use crate::system::process::RealSystem;
 use anyhow::{Context, Result, anyhow, bail};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub struct Options {
     pub from: Vec<PathBuf>,
@@ -70,22 +70,11 @@ fn live(options: &Options, config: &Config, system: &dyn System) -> Result<Expos
     } else {
         system.default_route_interfaces()
     };
-    let mut listeners: Vec<Listener> = Vec::new();
-    for (family, proto, file) in [
-        (Family::Ipv4, "tcp", "/proc/net/tcp"),
-        (Family::Ipv6, "tcp", "/proc/net/tcp6"),
-        (Family::Ipv4, "udp", "/proc/net/udp"),
-        (Family::Ipv6, "udp", "/proc/net/udp6"),
-    ] {
-        if let Ok(Some(text)) = system.read_file(Path::new(file)) {
-            listeners.extend(parse_listeners(&text, family, proto));
-        }
-    }
     Ok(analyze(&HostView {
         rulesets,
         external,
         names: BTreeMap::new(),
-        listeners: Some(listeners),
+        listeners: module::exposure::listeners(system),
     }))
 }
 

@@ -112,9 +112,10 @@ pub fn evaluate(matches: &[String], pkt: &Packet) -> Cond {
             }
             "-s" | "--source" | "--ctorigsrc" => match parse_nets(value) {
                 Some(nets) => {
-                    let set = nets.iter().fold(SourceSet::empty(pkt.family), |acc, n| {
-                        acc.union(&SourceSet::of_net(pkt.family, n))
-                    });
+                    let mut set = SourceSet::empty(pkt.family);
+                    for n in &nets {
+                        set.add(&SourceSet::of_net(pkt.family, n));
+                    }
                     let set = if negated { set.complement() } else { set };
                     sources = sources.intersect(&set);
                     None

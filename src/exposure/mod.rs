@@ -7,11 +7,13 @@
 mod matcher;
 mod ports;
 mod render;
+mod simulate;
 mod sources;
 mod walk;
 
 pub use ports::{Listener, parse_listeners};
-pub use render::{render_text, summary_line};
+pub use render::{port_words, render_text, summary_line, who_can_connect};
+pub use simulate::after_restore;
 
 use crate::core::policy::Family;
 use crate::core::save::Ruleset;
@@ -127,10 +129,10 @@ fn judge_row(
             pieces.extend(follow(view, family, ruleset, row, iface, not_local));
         }
     }
-    let reachable = pieces
-        .iter()
-        .filter(|p| p.fate == Fate::Accept)
-        .fold(SourceSet::empty(family), |acc, p| acc.union(&p.sources));
+    let mut reachable = SourceSet::empty(family);
+    for piece in pieces.iter().filter(|p| p.fate == Fate::Accept) {
+        reachable.add(&piece.sources);
+    }
     let unknown = pieces.iter().find(|p| p.fate == Fate::Unknown);
     let first = |fate: Fate| {
         pieces
@@ -229,9 +231,9 @@ fn follow(
             arrived.sources,
         ) {
             match &piece.fate {
-                Fate::Accept => input = input.union(&piece.sources),
+                Fate::Accept => input.add(&piece.sources),
                 Fate::Dnat(to) if row.to.is_some_and(|t| ports::same_target(to, t)) => {
-                    forward = forward.union(&piece.sources)
+                    forward.add(&piece.sources)
                 }
                 Fate::Dnat(to) => done.push(Piece {
                     fate: Fate::Unknown,

@@ -35,8 +35,17 @@ fn destination(p: &PortExposure) -> String {
     }
 }
 
+/// `ipv4 8080/tcp -> 172.17.0.2:80 (web)`.
+pub fn port_words(p: &PortExposure) -> String {
+    let port = match p.host_port_end {
+        Some(end) => format!("{}-{end}", p.host_port),
+        None => p.host_port.to_string(),
+    };
+    format!("{} {port}/{} -> {}", p.family, p.proto, destination(p))
+}
+
 /// `open to anyone`, `only 203.0.113.0/24`, `closed`, `unknown`: the words the diff uses too.
-pub fn who(p: &PortExposure) -> String {
+pub fn who_can_connect(p: &PortExposure) -> String {
     match p.verdict {
         Verdict::Open => "open to anyone".into(),
         Verdict::Restricted => format!("only {}", p.sources.join(", ")),

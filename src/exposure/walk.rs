@@ -108,7 +108,7 @@ fn walk_chain(
         if hit.is_empty() {
             continue;
         }
-        pending = pending.subtract(&hit);
+        pending.remove(&hit);
         if let Some(why) = unknown {
             out.push(Piece {
                 sources: hit,
@@ -149,7 +149,7 @@ fn walk_chain(
         for piece in walk_chain(table, target, pkt, hit, depth + 1) {
             match piece.fate {
                 // back in this chain, at the next rule (a goto returns to our caller instead)
-                Fate::Return if !goto => pending = pending.union(&piece.sources),
+                Fate::Return if !goto => pending.add(&piece.sources),
                 _ => out.push(piece),
             }
         }

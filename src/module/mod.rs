@@ -3,6 +3,7 @@
 //! must plan to nothing. The phases live in their own files, in the order a run takes them.
 
 mod apply;
+pub mod exposure;
 pub mod policy_file;
 mod read;
 mod report;
@@ -47,6 +48,15 @@ pub struct Report {
     pub plan: BTreeMap<String, Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<Vec<DiffEntry>>,
+    /// Who can reach each published port after the run (in check mode: what the change would
+    /// produce).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exposure: Option<crate::exposure::Exposure>,
+    /// In check mode, the exposure now, beside the one the change would produce.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exposure_before: Option<crate::exposure::Exposure>,
+    /// The ports whose exposure the run changes (or would), in words.
+    pub exposure_changes: Vec<String>,
     /// What Docker's rules show now (both families), for the watch service's memory.
     #[serde(skip)]
     pub docker: Remembered,
@@ -281,6 +291,13 @@ pub fn run_with(config: &Config, system: &dyn System, remembered: &Remembered) -
         }
     }
 
+    let exposures = match exposure::before_and_after(&runs, &rulesets, &external, system) {
+        Ok(pair) => Some(pair),
+        Err(e) => {
+            warnings.push(format!("exposure not analysed: {e:#}"));
+            None
+        }
+    };
     let live_changes = runs.iter().any(|r| !r.plan.is_empty());
     let file_changes = runs
         .iter()
@@ -310,7 +327,26 @@ pub fn run_with(config: &Config, system: &dyn System, remembered: &Remembered) -
         .iter()
         .map(|r| (r.family.name().to_string(), r.plan.actions()))
         .collect();
-    let diff = config.diff.then(|| diff_entries(&runs, backend));
+    let exposure_changes = exposures
+        .as_ref()
+        .map(|(before, after)| exposure::changes_in_words(before, after))
+        .unwrap_or_default();
+    let diff = config.diff.then(|| {
+        let mut entries = diff_entries(&runs, backend);
+        if let (Some((before, after)), false) = (&exposures, exposure_changes.is_empty()) {
+            entries.push(DiffEntry {
+                before: exposure::lines(before),
+                after: exposure::lines(after),
+                before_header: "who can reach the published ports, before".into(),
+                after_header: "who can reach the published ports, after".into(),
+            });
+        }
+        entries
+    });
+    let (exposure_before, exposure) = match exposures {
+        Some((before, after)) => (config.check_mode.then_some(before), Some(after)),
+        None => (None, None),
+    };
     Ok(Report {
         changed,
         msg: summary(&runs, config, changed),
@@ -320,6 +356,9 @@ pub fn run_with(config: &Config, system: &dyn System, remembered: &Remembered) -
         warnings,
         plan,
         diff,
+        exposure,
+        exposure_before,
+        exposure_changes,
         docker,
     })
 }

@@ -1,0 +1,102 @@
+//! The exposure a run leaves (or, in check mode, would leave): the analysis of the rulesets
+//! before, and after the plan's restore input, in words for the diff.
+
+use super::FamilyRun;
+use crate::core::policy::Family;
+use crate::core::save::{Ruleset, parse_save};
+use crate::exposure::{
+    Exposure, HostView, Listener, PortExposure, after_restore, analyze, parse_listeners,
+    who_can_connect,
+};
+use crate::system::System;
+use anyhow::Result;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// What listens on the host, from /proc/net; `None` where it cannot be read.
+pub fn listeners(system: &dyn System) -> Option<Vec<Listener>> {
+    let mut out = Vec::new();
+    let mut any = false;
+    for (family, proto, file) in [
+        (Family::Ipv4, "tcp", "/proc/net/tcp"),
+        (Family::Ipv6, "tcp", "/proc/net/tcp6"),
+        (Family::Ipv4, "udp", "/proc/net/udp"),
+        (Family::Ipv6, "udp", "/proc/net/udp6"),
+    ] {
+        if let Ok(Some(text)) = system.read_file(Path::new(file)) {
+            any = true;
+            out.extend(parse_listeners(&text, family, proto));
+        }
+    }
+    any.then_some(out)
+}
+
+/// The exposure before the run and after its plan.
+pub(super) fn before_and_after(
+    runs: &[FamilyRun],
+    rulesets: &[(Family, Ruleset)],
+    external: &[String],
+    system: &dyn System,
+) -> Result<(Exposure, Exposure)> {
+    let listening = listeners(system);
+    fn view<'a>(
+        rulesets: Vec<(Family, Ruleset<'a>)>,
+        external: &[String],
+        listeners: &Option<Vec<Listener>>,
+    ) -> HostView<'a> {
+        HostView {
+            rulesets,
+            external: external.to_vec(),
+            names: BTreeMap::new(),
+            listeners: listeners.clone(),
+        }
+    }
+    let before = analyze(&view(rulesets.to_vec(), external, &listening));
+    let mut texts = Vec::new();
+    for (run, (family, ruleset)) in runs.iter().zip(rulesets) {
+        texts.push((*family, after_restore(ruleset, &run.plan.restore_input())?));
+    }
+    let after_rulesets = texts
+        .iter()
+        .map(|(family, text)| Ok((*family, parse_save(text)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let after = analyze(&view(after_rulesets, external, &listening));
+    Ok((before, after))
+}
+
+fn key(p: &PortExposure) -> (&str, &str, &str, u16) {
+    (p.family, &p.proto, &p.host_address, p.host_port)
+}
+
+/// `ipv4 8080/tcp -> 172.17.0.2:80: open to anyone -> only 203.0.113.0/24`, per port whose
+/// answer changes.
+pub(super) fn changes_in_words(before: &Exposure, after: &Exposure) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in &after.ports {
+        let old = before.ports.iter().find(|b| key(b) == key(a));
+        let (was, now) = (old.map(who_can_connect), who_can_connect(a));
+        if was.as_deref() != Some(now.as_str()) {
+            out.push(format!(
+                "{}: {} -> {now}",
+                crate::exposure::port_words(a),
+                was.as_deref().unwrap_or("not published")
+            ));
+        }
+    }
+    out
+}
+
+/// One line per port, for the diff's before and after.
+pub(super) fn lines(exposure: &Exposure) -> String {
+    exposure
+        .ports
+        .iter()
+        .map(|p| {
+            format!(
+                "{}: {}\n",
+                crate::exposure::port_words(p),
+                who_can_connect(p)
+            )
+        })
+        .collect()
+}

@@ -89,12 +89,15 @@ client_addr() { # <allowed|stranger> <ipv4|ipv6>
 # ---------------------------------------------------------------- rules of the scenarios
 POLICY_ALLOWED=$(jq -nc --arg a4 "$ALLOWED4" --arg a6 "$ALLOWED6" '{
     ingress: {default: "drop", allow: [{ports: [8080, 8443], proto: "tcp", sources: [$a4, $a6], comment: "allowed client only"}]}}')
-module_apply() { # <strategy> [extra override json]
+# module_apply <strategy> [extra override json] — a check-mode run first (its result's `exposure`
+# is the prediction), then the real one; both results are kept in the scenario's directory
+module_apply() {
     local o x=${2:-}
     [ -n "$x" ] || x='{}'
     o=$(jq -nc --argjson p "$POLICY_ALLOWED" --arg s "$1" --argjson x "$x" '$p * {strategy: $s} * $x')
     new_rules_dir
-    t_dfw_ok "$SC: module applies ($o)" "$o"
+    if dfw "$(jq -nc --argjson o "$o" '$o * {_ansible_check_mode: true}')"; then cp "$DFW_OUT" "$SC_DIR/module.check.json"; fi
+    t_dfw_ok "$SC: module applies ($o)" "$o" && cp "$DFW_OUT" "$SC_DIR/module.apply.json"
 }
 # the seeds' "fix": a DROP in INPUT for the published ports (what many admins believe closes them)
 input_drop() {
@@ -276,6 +279,7 @@ run_scenario() {
     IFS='|' read -r name lab6 setup intended ours <<<"$spec"
     SC="$name"
     local d=$T_DIR/exposure/$name
+    SC_DIR=$d
     mkdir -p "$d"
     N_SC=$((N_SC + 1))
     LAB_IPV6=${lab6%-noproxy} LAB_PROXY=on
@@ -404,6 +408,19 @@ run_scenario() {
     if [ "$ours" = yes ]; then
         t_eq "$SC: no unknown verdict on the rules this product writes" 0 "$unknown_here" \
             "$(jq -c '.ports[] | select(.verdict == "unknown")' "$d/live.json")"
+    fi
+    # the module's own result: `exposure` after the run, and the check-mode run's prediction, must be
+    # what the live analysis (checked against nmap above) says, where the rules are the module's only
+    if [ "$ours" = yes ]; then
+        local r
+        verdict_lines "$d/live.json" >"$d/live.lines"
+        for r in apply check; do
+            [ -f "$d/module.$r.json" ] || { not_ok "$SC: module result ($r) kept"; continue; }
+            jq '.exposure // {ports: []}' "$d/module.$r.json" >"$d/module.$r.exposure.json"
+            verdict_lines "$d/module.$r.exposure.json" >"$d/module.$r.lines"
+            t_same "$SC: the module's result$([ $r = check ] && echo " in check mode (prediction)") carries the live exposure" \
+                "$d/live.lines" "$d/module.$r.lines"
+        done
     fi
     t_eq "$SC: summary counts the rows' verdicts" \
         "$(jq -c '[.ports[].verdict] as $v | {open: ($v | map(select(. == "open")) | length), restricted: ($v | map(select(. == "restricted")) | length), closed: ($v | map(select(. == "closed")) | length), unknown: ($v | map(select(. == "unknown")) | length)}' "$d/live.json")" \

@@ -21,8 +21,9 @@
 # the module's INPUT guard deleted by hand (with and without docker-proxy); a match the analysis
 # cannot evaluate (xt_recent: unknown); IPv6 through docker-proxy (no IPv6 NAT), with and without
 # the proxy. Layouts docker20 and docker28 (the lab's docker28 is Docker 28.2.2+/29's layout).
-# UDP: the lab publishes TCP only, so there is no UDP to scan (rows with proto udp are counted as
-# not compared). Ends with a figure line: agreements, disagreements, unknown verdicts.
+# UDP: the lab publishes TCP only; the udp-* scenarios publish 5353/udp to a responder in c1 that
+# answers every datagram (and a docker-proxy-like UDP listener), so nmap -sU gives a definite
+# answer: open = answered = reached; open|filtered = not reached. Ends with a figure line: agreements, disagreements, unknown verdicts.
 #
 # DFW_EXPOSURE_RECORD=<dir>: also write the golden fixtures of the scenarios listed in RECORD below
 # (for this layout and backend) into <dir> (see tests/fixtures/exposure/README.md).
@@ -146,6 +147,36 @@ foreign_unknown() {
         ipt_fam "$f" -I DOCKER-USER 1 -i eth0 -p tcp -m conntrack --ctorigdstport 8443 -m recent --rcheck --seconds 60 --name dfw-scanners -j DROP || return 1
     done
 }
+# publish_udp — what Docker does for `-p 5353:5353/udp` to c1 (DNAT + filter ACCEPT, each family
+# Docker writes NAT for), a UDP responder in c1 answering every datagram ("c1-udp"), and the
+# docker-proxy-like UDP listeners on the host
+publish_udp() {
+    local fam c1 d
+    for fam in 4 6; do
+        if [ "$fam" = 6 ]; then c1=$C1_6/128 d="[$C1_6]"; else c1=$C1_4/32 d=$C1_4; fi
+        printf '%s\n' '*nat' "-A DOCKER ! -i docker0 -p udp -m udp --dport 5353 -j DNAT --to-destination $d:5353" COMMIT \
+            '*filter' "-I DOCKER 1 -d $c1 ! -i docker0 -o docker0 -p udp -m udp --dport 5353 -j ACCEPT" COMMIT |
+            lab_xt "$NS_HOST" "$fam" restore --noflush || return 1
+    done
+    lab_spawn udp-c1-4 "$NS_C1" socat UDP4-RECVFROM:5353,fork SYSTEM:'echo c1-udp'
+    lab_spawn udp-c1-6 "$NS_C1" socat UDP6-RECVFROM:5353,fork,ipv6only=1 SYSTEM:'echo c1-udp'
+    lab_spawn udp-proxy-4 "$NS_HOST" socat UDP4-RECVFROM:5353,fork "UDP4-SENDTO:$C1_4:5353"
+    lab_spawn udp-proxy-6 "$NS_HOST" socat UDP6-RECVFROM:5353,fork,ipv6only=1 "UDP6-SENDTO:[$C1_6]:5353"
+    local _
+    for _ in $(seq 1 60); do
+        [ "$(ip netns exec "$NS_C1" ss -Hlun 'sport = :5353' | wc -l)" -ge 2 ] &&
+            [ "$(ip netns exec "$NS_HOST" ss -Hlun 'sport = :5353' | wc -l)" -ge 2 ] && break
+        sleep 0.05
+    done
+    LAB_UDP_PORTS=5353
+}
+# udp_module <strategy> — publish_udp, then the module with 5353/udp (and the TCP ports) for the
+# allowed client only
+udp_module() {
+    publish_udp || return 1
+    module_apply "$1" "$(jq -nc --arg a4 "$ALLOWED4" --arg a6 "$ALLOWED6" '{ingress: {default: "drop", allow: [
+        {ports: [8080, 8443], proto: "tcp", sources: [$a4, $a6]}, {ports: [5353], proto: "udp", sources: [$a4, $a6]}]}}')"
+}
 # ufw_rules <4|6> <deny|docker> — ufw's chains as a real ufw 0.36.2 wrote them
 # (tests/fixtures/layouts/docker-20.10-ufw.*.rules, captured from a real ufw + dockerd), moved onto
 # the lab's addresses and bridge, as noflush restore input. deny: `ufw deny 8080/tcp` and
@@ -209,24 +240,32 @@ SCENARIOS=(
     "prerouting-no-guard-noproxy|nat-noproxy|prerouting_no_guard|$ALLOWED_ONLY|no"
     "v6proxy-noproxy|proxy-noproxy|true|4:8080=AS 4:8443=AS 6:8080=- 6:8443=-|no"
     "foreign-unknown|nat|foreign_unknown|$ALL_OPEN|no"
+    "udp-none|nat|publish_udp|$ALL_OPEN 4:u5353=AS 6:u5353=AS|no"
+    "udp-docker_user|nat|udp_module docker_user|$ALLOWED_ONLY 4:u5353=A 6:u5353=A|yes"
+    "udp-prerouting|nat|udp_module prerouting|$ALLOWED_ONLY 4:u5353=A 6:u5353=A|yes"
 )
-LAB_PORTS="8080 8443"
+LAB_PORTS="8080 8443"   # TCP ports the lab publishes
+LAB_UDP_PORTS=""        # UDP ports published by the scenario (publish_udp)
 
 # ---------------------------------------------------------------- nmap
 # nmap_scan <client> <ipv4|ipv6> <ports,comma> <out file> — SYN scan of the host from a client,
 # bounded; the grepable output goes to <out file>
+# <ports> is nmap's -p value ("T:8080,8443" or "T:8080,U:5353"); UDP ports add a UDP scan (-sU)
 nmap_scan() {
-    local ns six=() target=$HOST4
+    local ns six=() target=$HOST4 udp=()
     ns=$(client_ns "$1")
     [ "$2" = ipv6 ] && six=(-6) target=$HOST6
-    timeout -k 2 "$NMAP_TIMEOUT" ip netns exec "$ns" nmap "${six[@]}" -sS -Pn -n -T5 --max-retries 1 \
-        --host-timeout $((NMAP_TIMEOUT - 5))s -p "T:$3" -oG - "$target" >"$4" 2>"$4.err"
+    [[ $3 == *U:* ]] && udp=(-sU)
+    timeout -k 2 "$NMAP_TIMEOUT" ip netns exec "$ns" nmap "${six[@]}" -sS "${udp[@]}" -Pn -n -T5 --max-retries 1 \
+        --host-timeout $((NMAP_TIMEOUT - 5))s -p "$3" -oG - "$target" >"$4" 2>"$4.err"
 }
-# nmap_state <out file> <port> — open | closed | filtered | ... | none (no answer from nmap)
+# nmap_state <out file> <port> [tcp|udp] — open | closed | filtered | open|filtered | none (no
+# answer from nmap). A client reaches the port iff the state is open: for UDP that needs an answer,
+# and every UDP listener of the lab answers each datagram, so open|filtered means not reached.
 nmap_state() {
     local s
     s=$(grep -m1 'Ports:' "$1" | sed 's/.*Ports: //' | tr ',' '\n' | sed 's/^ *//' |
-        awk -F/ -v p="$2" '$1 == p && $3 == "tcp" { print $2; exit }')
+        awk -F/ -v p="$2" -v proto="${3:-tcp}" '$1 == p && $3 == proto { print $2; exit }')
     echo "${s:-none}"
 }
 nmap_line() { grep -m1 'Ports:' "$1" 2>/dev/null || echo "(no Ports line; stderr: $(head -c 300 "$1.err" 2>/dev/null))"; }
@@ -267,6 +306,14 @@ verdict_lines() {
         ((.sources // []) | sort | join(",")), (.container_address // "-"), ((.container_port // "-") | tostring)] | join(" ")' "$1" | sort
 }
 
+# scan_spec <family> <live.json> <yes|no> — nmap's -p value: the lab's ports and every row's port
+scan_spec() {
+    local t u
+    t=$( { printf '%s\n' $LAB_PORTS; [ "$3" = yes ] && jq -r --arg f "$1" '.ports[] | select(.family == $f and .proto == "tcp") | .host_port' "$2"; } | sort -un | paste -sd,)
+    u=$( { [ -n "$LAB_UDP_PORTS" ] && printf '%s\n' $LAB_UDP_PORTS; [ "$3" = yes ] && jq -r --arg f "$1" '.ports[] | select(.family == $f and .proto == "udp") | .host_port' "$2"; } | sort -un | paste -sd,)
+    echo "T:$t${u:+,U:$u}"
+}
+
 # ---------------------------------------------------------------- one scenario
 # save_rules <dir> <base> — both families' iptables-save, counters zeroed
 save_rules() {
@@ -279,7 +326,7 @@ run_scenario() {
     IFS='|' read -r name lab6 setup intended ours <<<"$spec"
     SC="$name"
     local d=$T_DIR/exposure/$name
-    SC_DIR=$d
+    SC_DIR=$d LAB_UDP_PORTS=""
     mkdir -p "$d"
     N_SC=$((N_SC + 1))
     LAB_IPV6=${lab6%-noproxy} LAB_PROXY=on
@@ -310,8 +357,7 @@ run_scenario() {
 
     # the ports to scan: the lab's published ones and every row's port
     local p4 p6
-    p4=$( { printf '%s\n' $LAB_PORTS; [ $have_exp = yes ] && jq -r '.ports[] | select(.family == "ipv4" and .proto == "tcp") | .host_port' "$d/live.json"; } | sort -un | paste -sd,)
-    p6=$( { printf '%s\n' $LAB_PORTS; [ $have_exp = yes ] && jq -r '.ports[] | select(.family == "ipv6" and .proto == "tcp") | .host_port' "$d/live.json"; } | sort -un | paste -sd,)
+    p4=$(scan_spec ipv4 "$d/live.json" $have_exp) p6=$(scan_spec ipv6 "$d/live.json" $have_exp)
     local c f pids=()
     for c in allowed stranger; do
         nmap_scan "$c" ipv4 "$p4" "$d/nmap.$c.ipv4" &
@@ -322,17 +368,18 @@ run_scenario() {
     wait "${pids[@]}"
 
     # the harness: nmap sees what the scenario is built to do
-    local item fam port who want got got2 bad=()
+    local item fam port proto who want got got2 bad=()
     for item in $intended; do
-        fam=ipv${item%%:*} port=${item#*:} who=${port#*=} port=${port%=*}
+        fam=ipv${item%%:*} port=${item#*:} who=${port#*=} port=${port%=*} proto=tcp
+        [[ $port == u* ]] && port=${port#u} proto=udp
         for c in allowed stranger; do
-            got=$(nmap_state "$d/nmap.$c.$fam" "$port")
+            got=$(nmap_state "$d/nmap.$c.$fam" "$port" "$proto")
             want=shut
             [ "$c" = allowed ] && [[ $who == *A* ]] && want=open
             [ "$c" = stranger ] && [[ $who == *S* ]] && want=open
             if [ "$got" = none ]; then bad+=("$c $fam $port: nmap gave no answer: $(nmap_line "$d/nmap.$c.$fam")"); continue; fi
             [ "$got" = open ] && got2=open || got2=shut
-            [ "$got2" = "$want" ] || bad+=("$c $fam $port: intended $want, nmap $got: $(nmap_line "$d/nmap.$c.$fam")")
+            [ "$got2" = "$want" ] || bad+=("$c $fam $port/$proto: intended $want, nmap $got: $(nmap_line "$d/nmap.$c.$fam")")
         done
     done
     if [ ${#bad[@]} -eq 0 ]; then ok "$SC: nmap sees what the scenario is built to do ($intended)"; else
@@ -347,19 +394,21 @@ run_scenario() {
     t_eq "$SC: live external interfaces are the lab's uplink" '["eth0"]' "$(jq -c '.external_interfaces' "$d/live.json")"
 
     # every lab-published port has a row per family
+    local pp
     for fam in ipv4 ipv6; do
-        for port in $LAB_PORTS; do
+        for pp in $(printf 'tcp/%s ' $LAB_PORTS; [ -n "$LAB_UDP_PORTS" ] && printf 'udp/%s ' $LAB_UDP_PORTS); do
             local n
-            n=$(jq --arg f "$fam" --argjson p "$port" '[.ports[] | select(.family == $f and .proto == "tcp" and .host_port == $p)] | length' "$d/live.json")
+            proto=${pp%/*} port=${pp#*/}
+            n=$(jq --arg f "$fam" --arg pr "$proto" --argjson p "$port" '[.ports[] | select(.family == $f and .proto == $pr and .host_port == $p)] | length' "$d/live.json")
             [ "$n" -ge 1 ] && continue
             local sa ss
-            sa=$(nmap_state "$d/nmap.allowed.$fam" "$port") ss=$(nmap_state "$d/nmap.stranger.$fam" "$port")
+            sa=$(nmap_state "$d/nmap.allowed.$fam" "$port" "$proto") ss=$(nmap_state "$d/nmap.stranger.$fam" "$port" "$proto")
             if [ "$sa" != open ] && [ "$ss" != open ] && [ "$sa" != none ] && [ "$ss" != none ]; then
                 AGREE=$((AGREE + 2))
-                ok "$SC: $fam $port/tcp: no row (not published in this family), nmap allowed $sa, stranger $ss"
+                ok "$SC: $fam $port/$proto: no row (not published in this family), nmap allowed $sa, stranger $ss"
             else
                 DISAGREE=$((DISAGREE + 2))
-                not_ok "$SC: $fam $port/tcp: no row, yet nmap allowed $sa, stranger $ss" "rows: $(jq -c '.ports' "$d/live.json" | head -c 1500)" \
+                not_ok "$SC: $fam $port/$proto: no row, yet nmap allowed $sa, stranger $ss" "rows: $(jq -c '.ports' "$d/live.json" | head -c 1500)" \
                     "nmap allowed: $(nmap_line "$d/nmap.allowed.$fam")" "nmap stranger: $(nmap_line "$d/nmap.stranger.$fam")" \
                     "rules: $d/rules.v4.save, $d/rules.v6.save (KEEP=1 keeps them)"
             fi
@@ -371,19 +420,19 @@ run_scenario() {
     while IFS=$'\x1f' read -r fam proto port verdict srcs rule row; do
         read -ra sources <<<"$srcs"
         ROWS=$((ROWS + 1))
-        if [ "$proto" != tcp ]; then
+        if [ "$proto" != tcp ] && [ "$proto" != udp ]; then
             NOT_SCANNED=$((NOT_SCANNED + 1))
-            ok "$SC: $fam $port/$proto: $verdict # SKIP not scanned (the lab publishes TCP only)"
+            ok "$SC: $fam $port/$proto: $verdict # SKIP not scanned (nmap scans tcp and udp here)"
             continue
         fi
         if [ "$verdict" = unknown ]; then
             UNKNOWN=$((UNKNOWN + 1)) unknown_here=$((unknown_here + 1))
-            ok "$SC: $fam $port/tcp: unknown # SKIP not compared: $rule"
+            ok "$SC: $fam $port/$proto: unknown # SKIP not compared: $rule"
             continue
         fi
         for c in allowed stranger; do
             addr=$(client_addr "$c" "$fam")
-            st=$(nmap_state "$d/nmap.$c.$fam" "$port")
+            st=$(nmap_state "$d/nmap.$c.$fam" "$port" "$proto")
             [ "$st" = open ] && reach=yes || reach=no
             case $verdict in
                 open) expect=yes ;;
@@ -391,7 +440,7 @@ run_scenario() {
                 restricted) if in_any "$addr" "${sources[@]}"; then expect=yes; else expect=no; fi ;;
                 *) expect=invalid ;;
             esac
-            local what="$SC: $fam $port/tcp $c ($addr): exposure $verdict${sources[*]:+ [${sources[*]}]}, nmap $st"
+            local what="$SC: $fam $port/$proto $c ($addr): exposure $verdict${sources[*]:+ [${sources[*]}]}, nmap $st"
             if [ "$st" = none ]; then
                 DISAGREE=$((DISAGREE + 1))
                 not_ok "$what (nmap gave no answer)" "row: $row" "nmap: $(nmap_line "$d/nmap.$c.$fam")"
@@ -553,7 +602,7 @@ fi
 lab_down
 
 t_figure "exposure vs nmap: $AGREE agreements, $DISAGREE disagreements, $UNKNOWN unknown verdicts" \
-    "($ROWS rows in $N_SC scenarios, $NOT_SCANNED not scanned (udp), $FROM_DIFF rows where --from differs from live" \
+    "($ROWS rows in $N_SC scenarios, $NOT_SCANNED not scanned (neither tcp nor udp), $FROM_DIFF rows where --from differs from live" \
     "+ $FROM_PROXY where it differs by the contract's docker-proxy assumption," \
     "$NMAP_BAD scenarios where nmap did not see the intended reach; $((SECONDS - T_START)) s)"
 t_done

@@ -262,11 +262,15 @@ nmap_scan() {
 # nmap_state <out file> <port> [tcp|udp] — open | closed | filtered | open|filtered | none (no
 # answer from nmap). A client reaches the port iff the state is open: for UDP that needs an answer,
 # and every UDP listener of the lab answers each datagram, so open|filtered means not reached.
-nmap_state() {
-    local s
-    s=$(grep -m1 'Ports:' "$1" | sed 's/.*Ports: //' | tr ',' '\n' | sed 's/^ *//' |
-        awk -F/ -v p="$2" -v proto="${3:-tcp}" '$1 == p && $3 == proto { print $2; exit }')
-    echo "${s:-none}"
+# (from NMAP_STATES, filled by nmap_load after the scans)
+declare -A NMAP_STATES
+nmap_state() { echo "${NMAP_STATES[$1|$2/${3:-tcp}]:-none}"; }
+# nmap_load <out file> — its port states into NMAP_STATES (one parse per scan)
+nmap_load() {
+    local port state proto
+    while IFS=/ read -r port state proto; do
+        [ -n "$port" ] && NMAP_STATES[$1|$port/$proto]=$state
+    done < <(grep -m1 'Ports:' "$1" 2>/dev/null | sed 's/.*Ports: //' | tr ',' '\n' | sed 's/^ *//' | cut -d/ -f1-3)
 }
 nmap_line() { grep -m1 'Ports:' "$1" 2>/dev/null || echo "(no Ports line; stderr: $(head -c 300 "$1.err" 2>/dev/null))"; }
 
@@ -358,7 +362,7 @@ run_scenario() {
     # the ports to scan: the lab's published ones and every row's port
     local p4 p6
     p4=$(scan_spec ipv4 "$d/live.json" $have_exp) p6=$(scan_spec ipv6 "$d/live.json" $have_exp)
-    local c f pids=()
+    local c f fam pids=()
     for c in allowed stranger; do
         nmap_scan "$c" ipv4 "$p4" "$d/nmap.$c.ipv4" &
         pids+=($!)
@@ -366,6 +370,7 @@ run_scenario() {
         pids+=($!)
     done
     wait "${pids[@]}"
+    for c in allowed stranger; do for fam in ipv4 ipv6; do nmap_load "$d/nmap.$c.$fam"; done; done
 
     # the harness: nmap sees what the scenario is built to do
     local item fam port proto who want got got2 bad=()
@@ -440,7 +445,9 @@ run_scenario() {
                 restricted) if in_any "$addr" "${sources[@]}"; then expect=yes; else expect=no; fi ;;
                 *) expect=invalid ;;
             esac
-            local what="$SC: $fam $port/$proto $c ($addr): exposure $verdict${sources[*]:+ [${sources[*]}]}, nmap $st"
+            local shown="${sources[*]}"
+            [ ${#sources[@]} -gt 4 ] && shown="${sources[*]:0:3} ... (${#sources[@]} networks)"
+            local what="$SC: $fam $port/$proto $c ($addr): exposure $verdict${shown:+ [$shown]}, nmap $st"
             if [ "$st" = none ]; then
                 DISAGREE=$((DISAGREE + 1))
                 not_ok "$what (nmap gave no answer)" "row: $row" "nmap: $(nmap_line "$d/nmap.$c.$fam")"

@@ -478,6 +478,8 @@ run_scenario() {
                 "$d/live.lines" "$d/module.$r.lines"
         done
     fi
+    t_eq "$SC: every row names the rule (or chain policy) that decides it" "" \
+        "$(jq -c '.ports[] | select((.rule // "") == "")' "$d/live.json")"
     t_eq "$SC: summary counts the rows' verdicts" \
         "$(jq -c '[.ports[].verdict] as $v | {open: ($v | map(select(. == "open")) | length), restricted: ($v | map(select(. == "restricted")) | length), closed: ($v | map(select(. == "closed")) | length), unknown: ($v | map(select(. == "unknown")) | length)}' "$d/live.json")" \
         "$(jq -c '.summary | {open, restricted, closed, unknown}' "$d/live.json")"

@@ -23,7 +23,10 @@
 # the proxy. Layouts docker20 and docker28 (the lab's docker28 is Docker 28.2.2+/29's layout).
 # UDP: the lab publishes TCP only; the udp-* scenarios publish 5353/udp to a responder in c1 that
 # answers every datagram (and a docker-proxy-like UDP listener), so nmap -sU gives a definite
-# answer: open = answered = reached; open|filtered = not reached. Ends with a figure line: agreements, disagreements, unknown verdicts.
+# answer: open = answered = reached; open|filtered = not reached.
+# Where the module wrote the rules (and nobody else touched them), its result's `exposure` (after
+# the run) and a check-mode run's prediction must equal the live analysis. Every row must name the
+# rule that decides it. Ends with a figure line: agreements, disagreements, unknown verdicts.
 #
 # DFW_EXPOSURE_RECORD=<dir>: also write the golden fixtures of the scenarios listed in RECORD below
 # (for this layout and backend) into <dir> (see tests/fixtures/exposure/README.md).

@@ -16,6 +16,7 @@ pub struct Options {
     pub from: Vec<PathBuf>,
     pub external: Vec<String>,
     pub policy: Option<PathBuf>,
+    pub docker_socket: Option<PathBuf>,
     pub json: bool,
 }
 
@@ -70,10 +71,16 @@ fn live(options: &Options, config: &Config, system: &dyn System) -> Result<Expos
     } else {
         system.default_route_interfaces()
     };
+    // names are a courtesy: without Docker's API the report has addresses only
+    let socket = options
+        .docker_socket
+        .clone()
+        .unwrap_or_else(crate::system::events::docker_socket_from_env);
+    let names = crate::system::events::docker::container_names(&socket).unwrap_or_default();
     Ok(analyze(&HostView {
         rulesets,
         external,
-        names: BTreeMap::new(),
+        names,
         listeners: module::exposure::listeners(system),
     }))
 }

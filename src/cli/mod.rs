@@ -89,6 +89,10 @@ pub enum Command {
         /// Take external_interfaces (and backend) from this policy file.
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
+        /// Docker's API socket, for the containers' names (default: DOCKER_HOST when it is
+        /// unix://..., else /var/run/docker.sock); without it the report shows addresses only.
+        #[arg(long, value_name = "PATH")]
+        docker_socket: Option<PathBuf>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -126,11 +130,13 @@ pub fn main(args: Vec<String>) -> i32 {
             from,
             external,
             policy,
+            docker_socket,
             json,
         } => exposure::run(&exposure::Options {
             from,
             external,
             policy,
+            docker_socket,
             json,
         }),
     }

@@ -278,9 +278,16 @@ check_matrix() {
 # real packets); an unknown verdict counts as a disagreement here (this product wrote the rules)
 check_exposure() {
     local label=$1 dir=$2 fam p out agree=() bad=() json=$WORK/exposure.$SEQ.$RANDOM.json
-    if ! dk_in "$NS_HOST" timeout 30 "$DFW_BIN" exposure --json --external eth0 >"$json" 2>"$json.err"; then
+    if ! dk_in "$NS_HOST" timeout 30 "$DFW_BIN" exposure --json --external eth0 \
+        --docker-socket "$DK_DIR/docker.sock" >"$json" 2>"$json.err"; then
         not_ok "$label: docker_firewall exposure runs" "$(cat "$json.err")"
         return 0
+    fi
+    # the containers' names come from Docker's API
+    if [ "$(jq -r '[.ports[] | select(.path == "forward") | .container // "none"] | unique | join(" ")' "$json")" = "c1 c2 c3" ]; then
+        ok "$label: the exposure report names the containers (c1 c2 c3) from Docker's API"
+    else
+        not_ok "$label: the exposure report names the containers (c1 c2 c3) from Docker's API" "$(jq -c '[.ports[] | {path, container}]' "$json")"
     fi
     for fam in $FAMS; do
         for p in "${DK_PORTS[@]}"; do

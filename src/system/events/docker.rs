@@ -7,7 +7,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
@@ -85,6 +87,68 @@ async fn stream(socket: &PathBuf, tx: &Sender<Trigger>, waiting: &mut bool) -> R
     Ok(())
 }
 
+/// Container names by address (`GET /containers/json`), for the exposure report; gives up after
+/// 3 s (a Docker that does not answer names nothing).
+pub fn container_names(socket: &Path) -> Result<BTreeMap<IpAddr, String>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let list = runtime.block_on(async {
+        tokio::time::timeout(Duration::from_secs(3), get_json(socket, "/containers/json"))
+            .await
+            .context("Docker did not answer within 3 s")?
+    })?;
+    Ok(names_by_address(&list))
+}
+
+async fn get_json(socket: &Path, path: &str) -> Result<serde_json::Value> {
+    let connection = tokio::net::UnixStream::connect(socket)
+        .await
+        .with_context(|| format!("cannot connect to {}", socket.display()))?;
+    let (mut sender, driver) = hyper::client::conn::http1::handshake(TokioIo::new(connection))
+        .await
+        .context("HTTP handshake")?;
+    tokio::spawn(driver);
+    let request = Request::get(path)
+        .header("Host", "docker")
+        .body(Empty::<Bytes>::new())
+        .context("building the request")?;
+    let response = sender
+        .send_request(request)
+        .await
+        .with_context(|| format!("GET {path}"))?;
+    if !response.status().is_success() {
+        bail!("GET {path} answered {}", response.status());
+    }
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .with_context(|| format!("reading GET {path}"))?
+        .to_bytes();
+    serde_json::from_slice(&body).with_context(|| format!("GET {path}: not JSON"))
+}
+
+/// Each container's addresses (every network, both families) to its name, without Docker's `/`.
+fn names_by_address(list: &serde_json::Value) -> BTreeMap<IpAddr, String> {
+    let mut out = BTreeMap::new();
+    for container in list.as_array().into_iter().flatten() {
+        let Some(name) = container["Names"][0].as_str() else {
+            continue;
+        };
+        let networks = container["NetworkSettings"]["Networks"].as_object();
+        for network in networks.into_iter().flat_map(|n| n.values()) {
+            for key in ["IPAddress", "GlobalIPv6Address"] {
+                if let Some(addr) = network[key].as_str().and_then(|a| a.parse().ok()) {
+                    out.insert(addr, name.trim_start_matches('/').to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
 /// "container web start", from one JSON event; None for what is not an event.
 fn describe(line: &[u8]) -> Option<String> {
     let event: serde_json::Value = serde_json::from_slice(line).ok()?;
@@ -107,6 +171,21 @@ fn describe(line: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::describe;
+
+    #[test]
+    fn names_containers_by_every_address() {
+        let list = serde_json::json!([{
+            "Names": ["/web"],
+            "NetworkSettings": {"Networks": {
+                "bridge": {"IPAddress": "172.17.0.2", "GlobalIPv6Address": "fd00::2"},
+                "app": {"IPAddress": "172.18.0.3", "GlobalIPv6Address": ""}
+            }}
+        }, {"Names": []}]);
+        let names = names_by_address(&list);
+        assert_eq!(names.len(), 3);
+        assert_eq!(names[&"172.18.0.3".parse::<IpAddr>().unwrap()], "web");
+        assert_eq!(names[&"fd00::2".parse::<IpAddr>().unwrap()], "web");
+    }
 
     #[test]
     fn an_event_line_names_kind_actor_and_action() {

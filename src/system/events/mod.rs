@@ -2,7 +2,7 @@
 //! netfilter's change notifications and the process's signals. Each source runs on its own and
 //! only says *that* something happened; the watcher's converge reads the truth itself.
 
-mod docker;
+pub mod docker;
 mod netfilter;
 mod notify;
 

@@ -306,6 +306,41 @@ fn a_later_family_failing_rolls_back_the_earlier() {
     assert_eq!(fake.file_writes.get(), 0);
 }
 
+/// Found by tests/netns/test_faults.sh: iptables-restore commits each table at its COMMIT, so a
+/// failure in the input's second table left the first one applied, and the run said "nothing
+/// was changed". The failing family is rolled back too.
+#[test]
+fn a_restore_failing_on_its_second_table_rolls_back_the_first() {
+    let fake = machine();
+    let start = with(&policy(), json!({"strategy": "docker_user"}));
+    assert_eq!(run(&fake, &start)["failed"], Value::Null);
+    let (v4, v6) = (
+        fake.dump(Family::Ipv4, Backend::Nft),
+        fake.dump(Family::Ipv6, Backend::Nft),
+    );
+    *fake.fail_restore_table.borrow_mut() = Some("nat".into());
+    // nat gets the gate, filter a new allow entry: a restore of two tables per family
+    let both = with(
+        &policy(),
+        json!({"strategy": "both",
+               "ingress": {"allow": [{"ports": [8443], "sources": ["192.0.2.0/26"]}]}}),
+    );
+    let result = run(&fake, &both);
+    assert_eq!(result["failed"], true, "{result}");
+    // inputs: the first run's two, then this run's ipv4 one (the one that fails)
+    let input = fake.restore_inputs.borrow()[2].clone();
+    assert!(
+        input.starts_with("*filter\n") && input.contains("\n*nat\n"),
+        "{input}"
+    );
+    let msg = result["msg"].as_str().unwrap();
+    assert!(msg.starts_with("ipv4 rolled back: ipv4: "), "{msg}");
+    assert_eq!(fake.dump(Family::Ipv4, Backend::Nft), v4, "filter put back");
+    assert_eq!(fake.dump(Family::Ipv6, Backend::Nft), v6);
+    assert_eq!(run(&fake, &both)["changed"], true);
+    assert_eq!(run(&fake, &both)["changed"], false);
+}
+
 #[test]
 fn a_rules_file_that_cannot_be_written_undoes_the_run() {
     let fake = machine();

@@ -215,6 +215,9 @@ pub struct FakeSystem {
     pub file_writes: Cell<usize>,
     /// When set, a restore for this family fails (after the fake has counted it).
     pub fail_restore: Cell<Option<Family>>,
+    /// When set, the next restore whose input holds this table commits the tables before it
+    /// (iptables-restore commits table by table) and fails on it; once.
+    pub fail_restore_table: RefCell<Option<String>>,
     /// When set, writing this file fails (a read-only /etc, a full disk).
     pub fail_write: RefCell<Option<PathBuf>>,
     /// Every restore input, in order.
@@ -324,6 +327,26 @@ impl System for FakeSystem {
                 command,
                 status: "exit status: 1".into(),
                 stderr: "iptables-restore: line 2 failed".into(),
+            });
+        }
+        let header = self
+            .fail_restore_table
+            .borrow()
+            .as_ref()
+            .map(|t| format!("*{t}"));
+        if let Some(at) = header.and_then(|h| input.lines().position(|l| l == h)) {
+            self.fail_restore_table.replace(None);
+            let before: String = input.lines().take(at).map(|l| format!("{l}\n")).collect();
+            self.apply(family, backend, &before)
+                .map_err(|stderr| CommandError {
+                    command: command.clone(),
+                    status: "exit status: 1".into(),
+                    stderr,
+                })?;
+            return Err(CommandError {
+                command,
+                status: "exit status: 1".into(),
+                stderr: format!("iptables-restore: line {} failed", at + 2),
             });
         }
         self.apply(family, backend, input)

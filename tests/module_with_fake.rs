@@ -564,3 +564,34 @@ fn strings_coerce_like_ansible() {
     assert!(rules.contains("-j REJECT --reject-with tcp-reset"));
     assert!(result["rules"].get("ipv6").is_none());
 }
+
+/// egress.deny_host would cut the controller's next SSH connection when it comes over a Docker
+/// bridge: refused, naming the field, with nothing changed; an egress.allow entry for SSH, or a
+/// controller from outside, lets it through.
+#[test]
+fn deny_host_is_refused_when_the_controller_comes_over_a_docker_network() {
+    let fake = machine();
+    *fake.route_table.borrow_mut() = vec![
+        ("0.0.0.0/0".parse().unwrap(), "eth0".into()),
+        ("172.17.0.0/16".parse().unwrap(), "docker0".into()),
+    ];
+    *fake.ssh_connection.borrow_mut() = Some("172.17.0.5 50122 172.17.0.1 22".into());
+    let v4 = fake.dump(Family::Ipv4, Backend::Nft);
+    let deny = with(&policy(), json!({"egress": {"deny_host": true}}));
+    let result = run(&fake, &deny);
+    assert_eq!(result["failed"], true, "{result}");
+    let msg = result["msg"].as_str().unwrap();
+    assert!(
+        msg.starts_with("egress.deny_host: the controller (172.17.0.5)"),
+        "{msg}"
+    );
+    assert!(msg.ends_with("nothing was changed"), "{msg}");
+    assert_eq!(fake.dump(Family::Ipv4, Backend::Nft), v4);
+    assert_eq!(fake.restores.get(), 0);
+
+    let ssh = json!({"egress": {"deny_host": true, "allow": [
+        {"destinations": ["172.17.0.1"], "ports": [22], "proto": "tcp"}]}});
+    assert_eq!(run(&fake, &with(&policy(), ssh))["failed"], Value::Null);
+    *fake.ssh_connection.borrow_mut() = Some("192.0.2.77 50122 192.0.2.10 22".into());
+    assert_eq!(run(&fake, &deny)["failed"], Value::Null);
+}

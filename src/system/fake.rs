@@ -208,6 +208,9 @@ pub struct FakeSystem {
     pub installed: RefCell<BTreeSet<(Family, Backend)>>,
     pub default_backend: Cell<Option<Backend>>,
     pub routes: RefCell<Vec<String>>,
+    /// The routing table (destination, interface) and the SSH session's SSH_CONNECTION.
+    pub route_table: RefCell<Vec<(ipnet::IpNet, String)>>,
+    pub ssh_connection: RefCell<Option<String>>,
     pub nft_tables: RefCell<Option<String>>,
     pub files: RefCell<BTreeMap<PathBuf, String>>,
     pub saves: Cell<usize>,
@@ -363,6 +366,14 @@ impl System for FakeSystem {
 
     fn default_route_interfaces(&self) -> Vec<String> {
         self.routes.borrow().clone()
+    }
+
+    fn routes(&self) -> Vec<(ipnet::IpNet, String)> {
+        self.route_table.borrow().clone()
+    }
+
+    fn ssh_connection(&self) -> Option<String> {
+        self.ssh_connection.borrow().clone()
     }
 
     fn read_file(&self, path: &Path) -> std::io::Result<Option<String>> {

@@ -210,5 +210,24 @@ t_eq "$CASE: the old rules.v6 on the full tmpfs is intact" "$(sha256sum <"$FS_OU
     "$(sha256sum <"$FS_OUT/after.rules.v6")"
 converges "$R4" "$d/rules.v6"
 
+# 8. lockout (issue 11, item 4): egress.deny_host while the controller's SSH session comes from a
+# container on docker0 is refused, naming the field, with nothing changed. The module finds
+# SSH_CONNECTION in an ancestor's environment when sudo (Ansible's become) dropped it from its own.
+snap "$T_DIR/before"
+printf '#!/bin/bash\nexec env -u SSH_CONNECTION "%s" "$@"\n' "$REAL_BIN" >"$T_DIR/sudo-like"
+chmod +x "$T_DIR/sudo-like"
+POL_H=$(jq -c '.egress.deny_host = true' <<<"$POL_B")
+for how in env ancestor; do
+    [ "$how" = ancestor ] && DFW_BIN=$T_DIR/sudo-like
+    SSH_CONNECTION="$C1_4 50122 $GW1_4 22" dfw "$(with_files "$POL_H" "$R4" "$R6")"
+    DFW_BIN=$REAL_BIN
+    t_match "lockout ($how): deny_host refused for a controller on docker0, naming the field" \
+        "^egress.deny_host: the controller \\($C1_4\\) reaches this host over the Docker network on 'docker0'.*nothing was changed$" "$(msg)"
+    snap "$T_DIR/after"
+    t_same "lockout ($how): nothing changed" "$T_DIR/before" "$T_DIR/after"
+done
+SSH_CONNECTION="$ALLOWED4 50122 $HOST4 22" t_dfw_ok "lockout: the same policy from a controller outside is applied" \
+    "$(with_files "$POL_H" "$R4" "$R6")"
+
 t_figure "faults injected: $FAULTS, survived (failed clearly, nothing changed, converged after): $SURVIVED"
 t_done

@@ -325,6 +325,41 @@ fn a_later_family_failing_rolls_back_the_earlier() {
     assert_eq!(fake.file_writes.get(), 0);
 }
 
+/// Found by tests/netns/test_faults.sh: iptables-restore commits each table at its COMMIT, so a
+/// failure in the input's second table left the first one applied, and the run said "nothing
+/// was changed". The failing family is rolled back too.
+#[test]
+fn a_restore_failing_on_its_second_table_rolls_back_the_first() {
+    let fake = machine();
+    let start = with(&policy(), json!({"strategy": "docker_user"}));
+    assert_eq!(run(&fake, &start)["failed"], Value::Null);
+    let (v4, v6) = (
+        fake.dump(Family::Ipv4, Backend::Nft),
+        fake.dump(Family::Ipv6, Backend::Nft),
+    );
+    *fake.fail_restore_table.borrow_mut() = Some("nat".into());
+    // nat gets the gate, filter a new allow entry: a restore of two tables per family
+    let both = with(
+        &policy(),
+        json!({"strategy": "both",
+               "ingress": {"allow": [{"ports": [8443], "sources": ["192.0.2.0/26"]}]}}),
+    );
+    let result = run(&fake, &both);
+    assert_eq!(result["failed"], true, "{result}");
+    // inputs: the first run's two, then this run's ipv4 one (the one that fails)
+    let input = fake.restore_inputs.borrow()[2].clone();
+    assert!(
+        input.starts_with("*filter\n") && input.contains("\n*nat\n"),
+        "{input}"
+    );
+    let msg = result["msg"].as_str().unwrap();
+    assert!(msg.starts_with("ipv4 rolled back: ipv4: "), "{msg}");
+    assert_eq!(fake.dump(Family::Ipv4, Backend::Nft), v4, "filter put back");
+    assert_eq!(fake.dump(Family::Ipv6, Backend::Nft), v6);
+    assert_eq!(run(&fake, &both)["changed"], true);
+    assert_eq!(run(&fake, &both)["changed"], false);
+}
+
 #[test]
 fn a_rules_file_that_cannot_be_written_undoes_the_run() {
     let fake = machine();
@@ -547,4 +582,35 @@ fn strings_coerce_like_ansible() {
     assert!(rules.contains("-i eth1 -o br-+"));
     assert!(rules.contains("-j REJECT --reject-with tcp-reset"));
     assert!(result["rules"].get("ipv6").is_none());
+}
+
+/// egress.deny_host would cut the controller's next SSH connection when it comes over a Docker
+/// bridge: refused, naming the field, with nothing changed; an egress.allow entry for SSH, or a
+/// controller from outside, lets it through.
+#[test]
+fn deny_host_is_refused_when_the_controller_comes_over_a_docker_network() {
+    let fake = machine();
+    *fake.route_table.borrow_mut() = vec![
+        ("0.0.0.0/0".parse().unwrap(), "eth0".into()),
+        ("172.17.0.0/16".parse().unwrap(), "docker0".into()),
+    ];
+    *fake.ssh_connection.borrow_mut() = Some("172.17.0.5 50122 172.17.0.1 22".into());
+    let v4 = fake.dump(Family::Ipv4, Backend::Nft);
+    let deny = with(&policy(), json!({"egress": {"deny_host": true}}));
+    let result = run(&fake, &deny);
+    assert_eq!(result["failed"], true, "{result}");
+    let msg = result["msg"].as_str().unwrap();
+    assert!(
+        msg.starts_with("egress.deny_host: the controller (172.17.0.5)"),
+        "{msg}"
+    );
+    assert!(msg.ends_with("nothing was changed"), "{msg}");
+    assert_eq!(fake.dump(Family::Ipv4, Backend::Nft), v4);
+    assert_eq!(fake.restores.get(), 0);
+
+    let ssh = json!({"egress": {"deny_host": true, "allow": [
+        {"destinations": ["172.17.0.1"], "ports": [22], "proto": "tcp"}]}});
+    assert_eq!(run(&fake, &with(&policy(), ssh))["failed"], Value::Null);
+    *fake.ssh_connection.borrow_mut() = Some("192.0.2.77 50122 192.0.2.10 22".into());
+    assert_eq!(run(&fake, &deny)["failed"], Value::Null);
 }

@@ -97,12 +97,18 @@ fn is_owned_line(line: &str) -> bool {
     is_owned_chain(chain) || tag_hash(rule).is_some()
 }
 
-/// Start (`*table` line) and COMMIT line indices of a table section.
+/// Start (`*table` line) and COMMIT line indices of a table section. A section cut short (no
+/// COMMIT before the next `*table` line or the end) is not one: our block would otherwise land
+/// inside the next table's section.
 fn find_section(lines: &[String], table: &str) -> Option<(usize, usize)> {
     let header = format!("*{table}");
     let start = lines.iter().position(|l| l.trim() == header)?;
-    let commit = lines[start..].iter().position(|l| l.trim() == "COMMIT")? + start;
-    Some((start, commit))
+    let end = lines[start + 1..]
+        .iter()
+        .position(|l| l.trim() == "COMMIT" || l.trim_start().starts_with('*'))?
+        + start
+        + 1;
+    (lines[end].trim() == "COMMIT").then_some((start, end))
 }
 
 /// Foreign, non-built-in chains our hooks need (DOCKER-USER before Docker has started).
@@ -189,5 +195,27 @@ mod tests {
         let without = updated_content(Some(&text), &DesiredState::default()).unwrap();
         assert!(!without.contains("DFW-") && !without.contains("docker_firewall"));
         assert!(without.contains("-A DOCKER-USER -j RETURN"));
+    }
+
+    /// Found by tests/fuzz.rs: a truncated file (`*filter` and no COMMIT) put our filter block
+    /// inside the nat section appended after it, and the next merge changed the file again.
+    #[test]
+    fn a_section_without_commit_is_left_alone() {
+        let mut d = desired();
+        d.table_mut("nat").chains.insert(
+            "DFW-GATE".into(),
+            vec![RuleBuilder::new().jump("DFW-GATE", "RETURN")],
+        );
+        let cut = "# saved\n*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -i lo -j ACCEPT\n";
+        let text = updated_content(Some(cut), &d).unwrap();
+        assert!(text.starts_with(cut), "{text}");
+        for table in ["*nat", "*filter"] {
+            let at = text.rfind(table).unwrap();
+            assert!(
+                text[at..].find("COMMIT").unwrap()
+                    < text[at + 1..].find('*').map_or(usize::MAX, |i| i + 1)
+            );
+        }
+        assert_eq!(updated_content(Some(&text), &d).unwrap(), text);
     }
 }

@@ -41,6 +41,8 @@ pub(super) fn apply(runs: &mut [FamilyRun], system: &dyn System, backend: Backen
         }
         let input = r.plan.restore_input();
         if let Err(e) = system.restore(r.family, backend, &input) {
+            // iptables-restore commits table by table: the tables before the failing one are in.
+            applied.push(index);
             let undo = roll_back_some(runs, &applied, system, backend);
             return Err(restore_failure(r.family, &e, &input).context(undo));
         }

@@ -10,7 +10,7 @@ mod report;
 
 use crate::core::args::parse_args_text;
 use crate::core::desired::{DockerFacts, PublishedPort, bridges_to_guard, desired_state};
-use crate::core::lockout::external_interface_refusal;
+use crate::core::lockout::{Management, deny_host_refusal, external_interface_refusal};
 use crate::core::owned::{DesiredState, LiveState};
 use crate::core::plan::{FamilyPlan, plan};
 use crate::core::policy::{Backend, Config, Family, State, Strategy};
@@ -242,6 +242,16 @@ pub fn run_with(config: &Config, system: &dyn System, remembered: &Remembered) -
         let explicit = config.external_interfaces.is_some();
         if let Some(why) = external_interface_refusal(&external, explicit, &bridges) {
             bail!("{why}; nothing was changed");
+        }
+        if config.egress.deny_host {
+            let ssh = system.ssh_connection();
+            let management = ssh.as_deref().and_then(Management::parse);
+            let routes = system.routes();
+            if let Some(why) =
+                deny_host_refusal(&config.egress, management.as_ref(), &routes, &bridges)
+            {
+                bail!("{why}; nothing was changed");
+            }
         }
     }
     let mut runs: Vec<FamilyRun> = Vec::new();

@@ -208,6 +208,9 @@ pub struct FakeSystem {
     pub installed: RefCell<BTreeSet<(Family, Backend)>>,
     pub default_backend: Cell<Option<Backend>>,
     pub routes: RefCell<Vec<String>>,
+    /// The routing table (destination, interface) and the SSH session's SSH_CONNECTION.
+    pub route_table: RefCell<Vec<(ipnet::IpNet, String)>>,
+    pub ssh_connection: RefCell<Option<String>>,
     pub nft_tables: RefCell<Option<String>>,
     pub files: RefCell<BTreeMap<PathBuf, String>>,
     pub saves: Cell<usize>,
@@ -215,6 +218,9 @@ pub struct FakeSystem {
     pub file_writes: Cell<usize>,
     /// When set, a restore for this family fails (after the fake has counted it).
     pub fail_restore: Cell<Option<Family>>,
+    /// When set, the next restore whose input holds this table commits the tables before it
+    /// (iptables-restore commits table by table) and fails on it; once.
+    pub fail_restore_table: RefCell<Option<String>>,
     /// When set, writing this file fails (a read-only /etc, a full disk).
     pub fail_write: RefCell<Option<PathBuf>>,
     /// Every restore input, in order.
@@ -326,6 +332,26 @@ impl System for FakeSystem {
                 stderr: "iptables-restore: line 2 failed".into(),
             });
         }
+        let header = self
+            .fail_restore_table
+            .borrow()
+            .as_ref()
+            .map(|t| format!("*{t}"));
+        if let Some(at) = header.and_then(|h| input.lines().position(|l| l == h)) {
+            self.fail_restore_table.replace(None);
+            let before: String = input.lines().take(at).map(|l| format!("{l}\n")).collect();
+            self.apply(family, backend, &before)
+                .map_err(|stderr| CommandError {
+                    command: command.clone(),
+                    status: "exit status: 1".into(),
+                    stderr,
+                })?;
+            return Err(CommandError {
+                command,
+                status: "exit status: 1".into(),
+                stderr: format!("iptables-restore: line {} failed", at + 2),
+            });
+        }
         self.apply(family, backend, input)
             .map_err(|stderr| CommandError {
                 command,
@@ -340,6 +366,14 @@ impl System for FakeSystem {
 
     fn default_route_interfaces(&self) -> Vec<String> {
         self.routes.borrow().clone()
+    }
+
+    fn routes(&self) -> Vec<(ipnet::IpNet, String)> {
+        self.route_table.borrow().clone()
+    }
+
+    fn ssh_connection(&self) -> Option<String> {
+        self.ssh_connection.borrow().clone()
     }
 
     fn read_file(&self, path: &Path) -> std::io::Result<Option<String>> {

@@ -8,6 +8,7 @@ pub mod lock;
 pub mod process;
 
 use crate::core::policy::{Backend, Family};
+use ipnet::IpNet;
 use lock::RunGuard;
 use std::path::Path;
 use std::time::Duration;
@@ -58,6 +59,10 @@ pub trait System {
     fn nft_tables(&self) -> Option<String>;
     /// Interfaces that hold a default route (IPv4 or IPv6).
     fn default_route_interfaces(&self) -> Vec<String>;
+    /// The main routing table, both families: destination network and interface.
+    fn routes(&self) -> Vec<(IpNet, String)>;
+    /// SSH_CONNECTION of the SSH session this run belongs to, if any (see process.rs).
+    fn ssh_connection(&self) -> Option<String>;
     fn read_file(&self, path: &Path) -> std::io::Result<Option<String>>;
     /// Replaces the file atomically (temporary file, fsync, rename).
     fn write_file(&self, path: &Path, content: &str) -> std::io::Result<()>;

@@ -3,7 +3,9 @@
 use super::lock::{self, RunGuard};
 use super::{CommandError, System};
 use crate::core::policy::{Backend, Family};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::io::Write;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -21,6 +23,13 @@ fn wait_option() -> String {
 const FALLBACK_PATH: [&str; 4] = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
 
 pub struct RealSystem;
+
+/// The parent of a process, from /proc/PID/stat ("pid (comm) state ppid ...").
+fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(") ")?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
 
 fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
@@ -219,6 +228,63 @@ impl System for RealSystem {
         out.sort();
         out.dedup();
         out
+    }
+
+    fn routes(&self) -> Vec<(IpNet, String)> {
+        let mut out = Vec::new();
+        // /proc/net/route: Iface Destination Gateway Flags RefCnt Use Metric Mask ..., addresses
+        // as the host-order (x86: little-endian) value of network-order bytes
+        if let Ok(text) = std::fs::read_to_string("/proc/net/route") {
+            for line in text.lines().skip(1) {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                let hex = |i: usize| f.get(i).and_then(|h| u32::from_str_radix(h, 16).ok());
+                if let (Some(dest), Some(mask)) = (hex(1), hex(7))
+                    && let Ok(net) =
+                        Ipv4Net::new(Ipv4Addr::from(dest.to_le_bytes()), mask.count_ones() as u8)
+                {
+                    out.push((IpNet::V4(net), f[0].to_string()));
+                }
+            }
+        }
+        // /proc/net/ipv6_route: dest prefixlen src srclen nexthop metric ref use flags iface
+        if let Ok(text) = std::fs::read_to_string("/proc/net/ipv6_route") {
+            for line in text.lines() {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if f.len() < 10 || f[9] == "lo" {
+                    continue;
+                }
+                if let (Ok(dest), Ok(len)) =
+                    (u128::from_str_radix(f[0], 16), u8::from_str_radix(f[1], 16))
+                    && let Ok(net) = Ipv6Net::new(Ipv6Addr::from(dest), len)
+                {
+                    out.push((IpNet::V6(net), f[9].to_string()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Ours, or else the nearest ancestor's: sudo (Ansible's usual become) resets the environment,
+    /// but the shell sshd started for the session still holds it.
+    fn ssh_connection(&self) -> Option<String> {
+        if let Ok(value) = std::env::var("SSH_CONNECTION") {
+            return Some(value);
+        }
+        let mut pid = std::os::unix::process::parent_id();
+        for _ in 0..32 {
+            if pid <= 1 {
+                break;
+            }
+            if let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ"))
+                && let Some(value) = environ
+                    .split(|b| *b == 0)
+                    .find_map(|kv| kv.strip_prefix(b"SSH_CONNECTION="))
+            {
+                return Some(String::from_utf8_lossy(value).into_owned());
+            }
+            pid = parent_pid(pid)?;
+        }
+        None
     }
 
     fn read_file(&self, path: &Path) -> std::io::Result<Option<String>> {

@@ -170,7 +170,8 @@ fn describe(line: &[u8]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::describe;
+    use super::{describe, names_by_address};
+    use std::net::IpAddr;
 
     #[test]
     fn names_containers_by_every_address() {

@@ -295,11 +295,12 @@ fn run(test: &Test, pkt: &Packet) -> Option<bool> {
             any
         }
         Test::SrcUnicast(unicast) => *unicast,
-        Test::Mark(value, mask) => {
+        Test::Mark(value, _mask) => {
             if pkt.marks_unknown.get() {
                 return None;
             }
-            (0 & mask) == *value
+            // the mark is 0, and 0 & mask == value only for value 0
+            *value == 0
         }
         Test::Fixed(result) => *result,
         Test::Unknown(_) => return None,

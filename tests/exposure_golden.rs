@@ -36,6 +36,7 @@ fn view<'a>(texts: &'a [(Family, String)], external: &[&str]) -> HostView<'a> {
         external: external.iter().map(|s| s.to_string()).collect(),
         names: BTreeMap::new(),
         listeners: None,
+        foreign_hooks: Vec::new(),
     }
 }
 

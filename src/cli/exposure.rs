@@ -82,6 +82,7 @@ fn live(options: &Options, config: &Config, system: &dyn System) -> Result<Expos
         external,
         names,
         listeners: module::exposure::listeners(system),
+        foreign_hooks: module::exposure::foreign_hooks(system),
     }))
 }
 
@@ -127,6 +128,7 @@ fn from_files(options: &Options, config: &Config, system: &dyn System) -> Result
         external,
         names: BTreeMap::new(),
         listeners: None,
+        foreign_hooks: Vec::new(),
     }))
 }
 

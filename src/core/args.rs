@@ -215,6 +215,7 @@ pub fn parse_args(value: &Value) -> Result<Config> {
         lock_timeout,
         check_mode: internal_flag("_ansible_check_mode")?,
         diff: internal_flag("_ansible_diff")?,
+        analyse_exposure: true,
     })
 }
 

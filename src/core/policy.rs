@@ -209,6 +209,9 @@ pub struct Config {
     pub lock_timeout: u64,
     pub check_mode: bool,
     pub diff: bool,
+    /// Whether the run reports who can reach the published ports (the watch service, which
+    /// reports nothing, skips the analysis).
+    pub analyse_exposure: bool,
 }
 
 impl Config {

@@ -5,12 +5,14 @@
 //! the connection is not DNAT-ed.
 
 mod matcher;
+mod nft;
 mod ports;
 mod render;
 mod simulate;
 mod sources;
 mod walk;
 
+pub use nft::{ForeignHook, foreign_tables, hooks_in};
 pub use ports::{Listener, parse_listeners};
 pub use render::{port_words, render_text, summary_line, who_can_connect};
 pub use simulate::after_restore;
@@ -37,6 +39,8 @@ pub struct HostView<'a> {
     /// What listens on the host (live); `None`: assume docker-proxy listens on every published
     /// port (Docker's default userland proxy).
     pub listeners: Option<Vec<Listener>>,
+    /// Other nftables tables' base chains on the path (live only): verdicts become unknown.
+    pub foreign_hooks: Vec<ForeignHook>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -145,6 +149,8 @@ fn judge_row(
             Verdict::Closed,
             "published on a loopback address: not reachable from outside".to_string(),
         )
+    } else if let Some(hook) = view.foreign_hooks.iter().find(|h| h.applies_to(family)) {
+        (Verdict::Unknown, hook.describe())
     } else if view.external.is_empty() {
         (
             Verdict::Unknown,

@@ -11,6 +11,7 @@ fn view<'a>(v4: &'a str, v6: Option<&'a str>, external: &[&str]) -> HostView<'a>
         external: external.iter().map(|s| s.to_string()).collect(),
         names: BTreeMap::new(),
         listeners: None,
+        foreign_hooks: Vec::new(),
     }
 }
 

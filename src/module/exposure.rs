@@ -5,8 +5,8 @@ use super::FamilyRun;
 use crate::core::policy::Family;
 use crate::core::save::{Ruleset, parse_save};
 use crate::exposure::{
-    Exposure, HostView, Listener, PortExposure, after_restore, analyze, parse_listeners,
-    who_can_connect,
+    Exposure, ForeignHook, HostView, Listener, PortExposure, after_restore, analyze,
+    foreign_tables, hooks_in, parse_listeners, who_can_connect,
 };
 use crate::system::System;
 use anyhow::Result;
@@ -31,6 +31,22 @@ pub fn listeners(system: &dyn System) -> Option<Vec<Listener>> {
     any.then_some(out)
 }
 
+/// Other firewalls' nftables base chains on the path of published ports.
+pub fn foreign_hooks(system: &dyn System) -> Vec<ForeignHook> {
+    let Some(list) = system.nft_tables() else {
+        return Vec::new();
+    };
+    foreign_tables(&list)
+        .iter()
+        .flat_map(|(family, name)| {
+            system
+                .nft_table(family, name)
+                .map(|listing| hooks_in(family, name, &listing))
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
 /// The exposure before the run and after its plan.
 pub(super) fn before_and_after(
     runs: &[FamilyRun],
@@ -39,19 +55,22 @@ pub(super) fn before_and_after(
     system: &dyn System,
 ) -> Result<(Exposure, Exposure)> {
     let listening = listeners(system);
+    let hooks = foreign_hooks(system);
     fn view<'a>(
         rulesets: Vec<(Family, Ruleset<'a>)>,
         external: &[String],
         listeners: &Option<Vec<Listener>>,
+        hooks: &[ForeignHook],
     ) -> HostView<'a> {
         HostView {
             rulesets,
             external: external.to_vec(),
             names: BTreeMap::new(),
             listeners: listeners.clone(),
+            foreign_hooks: hooks.to_vec(),
         }
     }
-    let before = analyze(&view(rulesets.to_vec(), external, &listening));
+    let before = analyze(&view(rulesets.to_vec(), external, &listening, &hooks));
     let mut texts = Vec::new();
     for (run, (family, ruleset)) in runs.iter().zip(rulesets) {
         texts.push((*family, after_restore(ruleset, &run.plan.restore_input())?));
@@ -60,7 +79,7 @@ pub(super) fn before_and_after(
         .iter()
         .map(|(family, text)| Ok((*family, parse_save(text)?)))
         .collect::<Result<Vec<_>>>()?;
-    let after = analyze(&view(after_rulesets, external, &listening));
+    let after = analyze(&view(after_rulesets, external, &listening, &hooks));
     Ok((before, after))
 }
 

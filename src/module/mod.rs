@@ -301,12 +301,16 @@ pub fn run_with(config: &Config, system: &dyn System, remembered: &Remembered) -
         }
     }
 
-    let exposures = match exposure::before_and_after(&runs, &rulesets, &external, system) {
-        Ok(pair) => Some(pair),
-        Err(e) => {
-            warnings.push(format!("exposure not analysed: {e:#}"));
-            None
+    let exposures = if config.analyse_exposure {
+        match exposure::before_and_after(&runs, &rulesets, &external, system) {
+            Ok(pair) => Some(pair),
+            Err(e) => {
+                warnings.push(format!("exposure not analysed: {e:#}"));
+                None
+            }
         }
+    } else {
+        None
     };
     let live_changes = runs.iter().any(|r| !r.plan.is_empty());
     let file_changes = runs

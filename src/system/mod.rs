@@ -57,6 +57,12 @@ pub trait System {
     fn restore(&self, family: Family, backend: Backend, input: &str) -> Result<(), CommandError>;
     /// `nft list tables`, when nft is installed (to recognise Docker's nftables backend).
     fn nft_tables(&self) -> Option<String>;
+    /// `nft list table FAMILY NAME`, when nft is installed (the exposure report looks for other
+    /// firewalls' base chains).
+    fn nft_table(&self, family: &str, name: &str) -> Option<String> {
+        let _ = (family, name);
+        None
+    }
     /// Interfaces that hold a default route (IPv4 or IPv6).
     fn default_route_interfaces(&self) -> Vec<String>;
     /// The main routing table, both families: destination network and interface.

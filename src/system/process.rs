@@ -204,6 +204,11 @@ impl System for RealSystem {
         run(&nft, &["list", "tables"], None).ok()
     }
 
+    fn nft_table(&self, family: &str, name: &str) -> Option<String> {
+        let nft = find_program("nft")?;
+        run(&nft, &["list", "table", family, name], None).ok()
+    }
+
     fn default_route_interfaces(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         // /proc/net/route: Iface Destination Gateway Flags RefCnt Use Metric Mask ...

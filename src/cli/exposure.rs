@@ -77,12 +77,14 @@ fn live(options: &Options, config: &Config, system: &dyn System) -> Result<Expos
         .clone()
         .unwrap_or_else(crate::system::events::docker_socket_from_env);
     let names = crate::system::events::docker::container_names(&socket).unwrap_or_default();
+    let (foreign_hooks, notes) = module::exposure::foreign_hooks(system);
     Ok(analyze(&HostView {
         rulesets,
         external,
         names,
         listeners: module::exposure::listeners(system),
-        foreign_hooks: module::exposure::foreign_hooks(system),
+        foreign_hooks,
+        notes,
     }))
 }
 
@@ -129,6 +131,11 @@ fn from_files(options: &Options, config: &Config, system: &dyn System) -> Result
         names: BTreeMap::new(),
         listeners: None,
         foreign_hooks: Vec::new(),
+        notes: vec![
+            "from saved iptables-save output: what listens on the host is assumed (docker-proxy on \
+             every published port) and other firewalls' nftables tables are not seen"
+                .into(),
+        ],
     }))
 }
 

@@ -41,6 +41,8 @@ pub struct HostView<'a> {
     pub listeners: Option<Vec<Listener>>,
     /// Other nftables tables' base chains on the path (live only): verdicts become unknown.
     pub foreign_hooks: Vec<ForeignHook>,
+    /// What the analysis could not look at, said beside the verdicts.
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -86,6 +88,8 @@ pub struct Exposure {
     pub external_interfaces: Vec<String>,
     pub ports: Vec<PortExposure>,
     pub summary: Summary,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// Analyses every published port of every family in `view`.
@@ -115,6 +119,7 @@ pub fn analyze(view: &HostView) -> Exposure {
         external_interfaces: view.external.clone(),
         ports,
         summary,
+        notes: view.notes.clone(),
     }
 }
 

@@ -119,5 +119,8 @@ pub fn render_text(e: &Exposure) -> String {
     }
     out.push_str(&summary_line(e));
     out.push('\n');
+    for note in &e.notes {
+        out.push_str(&format!("note: {note}\n"));
+    }
     out
 }

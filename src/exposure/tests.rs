@@ -12,6 +12,7 @@ fn view<'a>(v4: &'a str, v6: Option<&'a str>, external: &[&str]) -> HostView<'a>
         names: BTreeMap::new(),
         listeners: None,
         foreign_hooks: Vec::new(),
+        notes: Vec::new(),
     }
 }
 

@@ -31,12 +31,20 @@ pub fn listeners(system: &dyn System) -> Option<Vec<Listener>> {
     any.then_some(out)
 }
 
-/// Other firewalls' nftables base chains on the path of published ports.
-pub fn foreign_hooks(system: &dyn System) -> Vec<ForeignHook> {
+/// Other firewalls' nftables base chains on the path of published ports, and a note when they
+/// cannot be looked for.
+pub fn foreign_hooks(system: &dyn System) -> (Vec<ForeignHook>, Vec<String>) {
     let Some(list) = system.nft_tables() else {
-        return Vec::new();
+        return (
+            Vec::new(),
+            vec![
+                "nft is not installed: other firewalls' own nftables tables (firewalld's, Docker's \
+                 nftables backend) were not looked for; their rules could change these verdicts"
+                    .into(),
+            ],
+        );
     };
-    foreign_tables(&list)
+    let hooks = foreign_tables(&list)
         .iter()
         .flat_map(|(family, name)| {
             system
@@ -44,7 +52,8 @@ pub fn foreign_hooks(system: &dyn System) -> Vec<ForeignHook> {
                 .map(|listing| hooks_in(family, name, &listing))
                 .unwrap_or_default()
         })
-        .collect()
+        .collect();
+    (hooks, Vec::new())
 }
 
 /// The exposure before the run and after its plan.
@@ -55,12 +64,13 @@ pub(super) fn before_and_after(
     system: &dyn System,
 ) -> Result<(Exposure, Exposure)> {
     let listening = listeners(system);
-    let hooks = foreign_hooks(system);
+    let (hooks, notes) = foreign_hooks(system);
     fn view<'a>(
         rulesets: Vec<(Family, Ruleset<'a>)>,
         external: &[String],
         listeners: &Option<Vec<Listener>>,
         hooks: &[ForeignHook],
+        notes: &[String],
     ) -> HostView<'a> {
         HostView {
             rulesets,
@@ -68,9 +78,16 @@ pub(super) fn before_and_after(
             names: BTreeMap::new(),
             listeners: listeners.clone(),
             foreign_hooks: hooks.to_vec(),
+            notes: notes.to_vec(),
         }
     }
-    let before = analyze(&view(rulesets.to_vec(), external, &listening, &hooks));
+    let before = analyze(&view(
+        rulesets.to_vec(),
+        external,
+        &listening,
+        &hooks,
+        &notes,
+    ));
     let mut texts = Vec::new();
     for (run, (family, ruleset)) in runs.iter().zip(rulesets) {
         texts.push((*family, after_restore(ruleset, &run.plan.restore_input())?));
@@ -79,7 +96,7 @@ pub(super) fn before_and_after(
         .iter()
         .map(|(family, text)| Ok((*family, parse_save(text)?)))
         .collect::<Result<Vec<_>>>()?;
-    let after = analyze(&view(after_rulesets, external, &listening, &hooks));
+    let after = analyze(&view(after_rulesets, external, &listening, &hooks, &notes));
     Ok((before, after))
 }
 

@@ -274,6 +274,14 @@ scenario() {
             else
                 not_ok "dockerd uses its firewalld integration" "$out" "$(grep -i firewalld "$DK_DIR/dockerd.log" | tail -5)"
             fi
+            # the exposure report does not evaluate firewalld's own nftables chains: it says so
+            out=$(hf_hx timeout 30 "$DFW_BIN" exposure --json --external eth0 2>&1)
+            if [ "$(jq -r '[.ports[] | .verdict] | unique | join(" ")' <<<"$out" 2>/dev/null)" = unknown ] &&
+                jq -e '.ports | length > 0 and all(.rule | test("nftables table inet firewalld"))' <<<"$out" >/dev/null 2>&1; then
+                ok "exposure: every verdict is unknown, naming firewalld's nftables chain it does not evaluate"
+            else
+                not_ok "exposure: every verdict is unknown, naming firewalld's nftables chain" "$out"
+            fi
             ;;
     esac
     local ufw0

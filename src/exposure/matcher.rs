@@ -165,6 +165,10 @@ pub fn compile(family: Family, spec: &str) -> Compiled<'_> {
             "--dst-type" => Some(Test::DstType(value.split(',').map(String::from).collect())),
             "--src-type" => Some(Test::SrcUnicast(value.split(',').any(|t| t == "UNICAST"))),
             "--mark" if module == "mark" || module == "connmark" => Some(mark(value)),
+            "--limit-iface-in" | "--limit-iface-out" => {
+                consumed = 1;
+                Some(Test::Unknown(format!("-m addrtype {option}")))
+            }
             "--tcp-flags" => {
                 let set = matches.get(i + 2).map(String::as_str).unwrap_or("");
                 consumed = 3;

@@ -124,3 +124,15 @@ fn proc_net_listeners() {
     assert!(ports::listens(&l, Family::Ipv4, "tcp", None, 8080));
     assert!(!ports::listens(&l, Family::Ipv4, "tcp", None, 80));
 }
+
+#[test]
+fn options_without_a_value_keep_the_parse_aligned() {
+    // `--limit-iface-in` takes no value: the `-p udp` after it must still be read as a match
+    let text = DOCKER.replace(
+        "-A DOCKER-USER -j RETURN\n",
+        "-A DOCKER-USER -m addrtype --dst-type UNICAST --limit-iface-in -p udp -j DROP\n\
+         -A DOCKER-USER ! -p tcp -m tcp --syn -j DROP\n",
+    );
+    let e = analyze(&view(&text, None, &["eth0"]));
+    assert_eq!(e.ports[0].verdict, Verdict::Open, "{:?}", e.ports[0]);
+}

@@ -57,12 +57,24 @@ pub fn foreign_hooks(system: &dyn System) -> (Vec<ForeignHook>, Vec<String>) {
 }
 
 /// The exposure before the run and after its plan.
+/// Above this many published ports (all families) a module run does not analyse the exposure:
+/// the walk costs about a millisecond per port on a large host, and an Ansible run should not
+/// pay seconds for it. `docker_firewall exposure` has no limit.
+pub(super) const PORT_LIMIT: usize = 200;
+
 pub(super) fn before_and_after(
     runs: &[FamilyRun],
     rulesets: &[(Family, Ruleset)],
+    published: usize,
     external: &[String],
     system: &dyn System,
 ) -> Result<(Exposure, Exposure)> {
+    if published > PORT_LIMIT {
+        anyhow::bail!(
+            "{published} published ports (more than {PORT_LIMIT}): run `docker_firewall exposure` \
+             on the host for the report"
+        );
+    }
     let listening = listeners(system);
     let (hooks, notes) = foreign_hooks(system);
     fn view<'a>(
@@ -88,6 +100,10 @@ pub(super) fn before_and_after(
         &hooks,
         &notes,
     ));
+    if runs.iter().all(|r| r.plan.is_empty()) {
+        // nothing changes: the exposure after is the exposure now
+        return Ok((before.clone(), before));
+    }
     let mut texts = Vec::new();
     for (run, (family, ruleset)) in runs.iter().zip(rulesets) {
         texts.push((*family, after_restore(ruleset, &run.plan.restore_input())?));

@@ -302,7 +302,8 @@ pub fn run_with(config: &Config, system: &dyn System, remembered: &Remembered) -
     }
 
     let exposures = if config.analyse_exposure {
-        match exposure::before_and_after(&runs, &rulesets, &external, system) {
+        let published = facts.iter().map(|f| f.published.len()).sum();
+        match exposure::before_and_after(&runs, &rulesets, published, &external, system) {
             Ok(pair) => Some(pair),
             Err(e) => {
                 warnings.push(format!("exposure not analysed: {e:#}"));

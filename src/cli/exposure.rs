@@ -59,7 +59,7 @@ pub fn report(options: &Options, system: &dyn System) -> Result<Exposure> {
 }
 
 fn live(options: &Options, config: &Config, system: &dyn System) -> Result<Exposure> {
-    let (backend, texts) = module::read_host(config, system)?;
+    let module::HostRead { backend, texts, .. } = module::read_host(config, system)?;
     let rulesets = texts
         .iter()
         .map(|(family, text)| Ok((*family, parse_saved(text, *family, backend)?)))

@@ -222,11 +222,7 @@ fn follow(
         marks_unknown: Cell::new(false),
     };
     let mut done = Vec::new();
-    let mut travelling = vec![Piece {
-        sources: SourceSet::all(family),
-        fate: Fate::Accept,
-        rule: String::new(),
-    }];
+    let mut travelling = accepted(SourceSet::all(family), "");
     for (table, chain) in [("raw", "PREROUTING"), ("mangle", "PREROUTING")] {
         travelling = through(tables, table, chain, &arriving, travelling, &mut done);
     }
@@ -263,29 +259,25 @@ fn follow(
             dnatted: true,
             ..arriving.clone()
         };
-        let mut left = vec![Piece {
-            sources: forward,
-            fate: Fate::Accept,
-            rule: String::new(),
-        }];
+        // named by the last rule that accepts it, or by this when no chain on the way has rules
+        let mut left = accepted(
+            forward,
+            "forwarded to the container: no rule on the path stops it",
+        );
         for (table, chain) in [("mangle", "FORWARD"), ("filter", "FORWARD")] {
             left = through(tables, table, chain, &routed, left, &mut done);
         }
-        done.extend(left.into_iter().map(|piece| Piece {
-            rule: if piece.rule.is_empty() {
-                "forwarded to the container: no rule on the path stops it".into()
-            } else {
-                piece.rule
-            },
-            ..piece
-        }));
+        done.extend(left);
     }
     if !input.is_empty() {
-        let mut left = vec![Piece {
-            sources: input,
-            fate: Fate::Accept,
-            rule: String::new(),
-        }];
+        let mut left = accepted(
+            input,
+            &format!(
+                "no rule on the path stops it, and a process on the host (docker-proxy) listens \
+                 on port {}",
+                row.host_port
+            ),
+        );
         for (table, chain) in [("mangle", "INPUT"), ("filter", "INPUT")] {
             left = through(tables, table, chain, &arriving, left, &mut done);
         }
@@ -295,18 +287,7 @@ fn follow(
             .is_none_or(|l| ports::listens(l, family, &row.proto, row.host_addr, row.host_port));
         for piece in left {
             done.push(if listens {
-                Piece {
-                    rule: if piece.rule.is_empty() {
-                        format!(
-                            "no rule on the path stops it, and a process on the host (docker-proxy) \
-                             listens on port {}",
-                            row.host_port
-                        )
-                    } else {
-                        piece.rule
-                    },
-                    ..piece
-                }
+                piece
             } else {
                 Piece {
                     fate: Fate::Drop,
@@ -320,6 +301,15 @@ fn follow(
         }
     }
     done
+}
+
+/// Sources on their way, named by `rule` until a chain with rules accepts them.
+fn accepted(sources: SourceSet, rule: &str) -> Vec<Piece> {
+    vec![Piece {
+        sources,
+        fate: Fate::Accept,
+        rule: rule.to_string(),
+    }]
 }
 
 /// Walks one built-in chain for every travelling piece: accepted ones travel on (named by the

@@ -116,6 +116,17 @@ pub fn walk_hook(
         .collect()
 }
 
+/// The fate a target gives the packet outright, if it is a verdict (not a jump, not a no-op).
+fn verdict(target: &Target) -> Option<Fate> {
+    Some(match target {
+        Target::Accept => Fate::Accept,
+        Target::Drop => Fate::Drop,
+        Target::Return => Fate::Return,
+        Target::Dnat(to) => Fate::Dnat(to.clone()),
+        _ => return None,
+    })
+}
+
 fn walk_chain(
     table: &Table,
     chain: &str,
@@ -154,30 +165,23 @@ fn walk_chain(
             });
             continue;
         }
+        if let Some(fate) = verdict(&rule.target) {
+            pending.remove(&hit);
+            out.push(Piece {
+                sources: hit,
+                fate,
+                rule: shown(),
+            });
+            continue;
+        }
         let (next, goto) = match &rule.target {
+            Target::Jump(next) => (next, false),
+            Target::Goto(next) => (next, true),
             Target::SetsMark => {
                 pkt.marks_unknown.set(true);
                 continue;
             }
-            Target::Accept | Target::Drop | Target::Return | Target::Dnat(_) => {
-                let fate = match &rule.target {
-                    Target::Accept => Fate::Accept,
-                    Target::Drop => Fate::Drop,
-                    Target::Return => Fate::Return,
-                    Target::Dnat(to) => Fate::Dnat(to.clone()),
-                    _ => Fate::Unknown,
-                };
-                pending.remove(&hit);
-                out.push(Piece {
-                    sources: hit,
-                    fate,
-                    rule: shown(),
-                });
-                continue;
-            }
-            Target::Jump(next) => (next, false),
-            Target::Goto(next) => (next, true),
-            Target::GoesOn | Target::Counts => continue,
+            _ => continue,
         };
         pending.remove(&hit);
         if !table.chains.contains_key(next.as_str()) || depth >= MAX_DEPTH {

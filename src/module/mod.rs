@@ -112,13 +112,25 @@ impl FileChange {
 }
 
 /// The host's rulesets as iptables-save prints them, per family, on the backend that holds
-/// Docker's chains (or the one the config fixes). Read-only: takes no lock, changes nothing.
-pub fn read_host(config: &Config, system: &dyn System) -> Result<(Backend, Vec<(Family, String)>)> {
+/// Docker's chains (or the one the config fixes), and warnings for the families skipped.
+/// Read-only: takes no lock, changes nothing.
+pub fn read_host(config: &Config, system: &dyn System) -> Result<HostRead> {
     let (backend, mut first_text) = choose_backend(config, system)?;
     let mut texts = Vec::new();
+    let mut warnings = Vec::new();
     for &family in &config.families {
         if !system.has_tools(family, backend) {
-            continue;
+            if family == Family::Ipv6 {
+                warnings.push(format!(
+                    "ipv6 skipped: ip6tables-{0}-save/ip6tables-{0}-restore are not installed",
+                    backend.name()
+                ));
+                continue;
+            }
+            bail!(
+                "ipv4: iptables-{0}-save/iptables-{0}-restore are not installed",
+                backend.name()
+            );
         }
         let text = match (family, first_text.take()) {
             (Family::Ipv4, Some(text)) => text,
@@ -126,7 +138,20 @@ pub fn read_host(config: &Config, system: &dyn System) -> Result<(Backend, Vec<(
         };
         texts.push((family, text));
     }
-    Ok((backend, texts))
+    Ok(HostRead {
+        backend,
+        texts,
+        warnings,
+    })
+}
+
+/// What [`read_host`] read.
+pub struct HostRead {
+    pub backend: Backend,
+    /// Per family, the save text.
+    pub texts: Vec<(Family, String)>,
+    /// The families skipped, and why.
+    pub warnings: Vec<String>,
 }
 
 pub fn run(config: &Config, system: &dyn System) -> Result<Report> {
@@ -178,29 +203,12 @@ pub fn run_with(config: &Config, system: &dyn System, remembered: &Remembered) -
              name the interfaces where outside traffic enters"
         );
     }
-    let (backend, mut first_text) = choose_backend(config, system)?;
-
-    let mut texts: Vec<(Family, String)> = Vec::new();
-    for &family in &config.families {
-        if !system.has_tools(family, backend) {
-            if family == Family::Ipv6 {
-                warnings.push(format!(
-                    "ipv6 skipped: ip6tables-{0}-save/ip6tables-{0}-restore are not installed",
-                    backend.name()
-                ));
-                continue;
-            }
-            bail!(
-                "ipv4: iptables-{0}-save/iptables-{0}-restore are not installed",
-                backend.name()
-            );
-        }
-        let text = match (family, first_text.take()) {
-            (Family::Ipv4, Some(text)) => text,
-            _ => system.save(family, backend)?,
-        };
-        texts.push((family, text));
-    }
+    let HostRead {
+        backend,
+        texts,
+        warnings: skipped,
+    } = read_host(config, system)?;
+    warnings.extend(skipped);
     let rulesets = texts
         .iter()
         .map(|(family, text)| Ok((*family, parse_saved(text, *family, backend)?)))

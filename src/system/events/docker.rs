@@ -5,7 +5,8 @@ use super::Trigger;
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use hyper::Request;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -40,22 +41,8 @@ pub async fn follow(socket: PathBuf, tx: Sender<Trigger>) {
     }
 }
 
-async fn stream(socket: &PathBuf, tx: &Sender<Trigger>, waiting: &mut bool) -> Result<()> {
-    let connection = tokio::net::UnixStream::connect(socket)
-        .await
-        .context("cannot connect")?;
-    let (mut sender, driver) = hyper::client::conn::http1::handshake(TokioIo::new(connection))
-        .await
-        .context("HTTP handshake")?;
-    tokio::spawn(driver);
-    let request = Request::get(EVENTS_PATH)
-        .header("Host", "docker")
-        .body(Empty::<Bytes>::new())
-        .context("building the request")?;
-    let response = sender.send_request(request).await.context("GET /events")?;
-    if !response.status().is_success() {
-        bail!("GET /events answered {}", response.status());
-    }
+async fn stream(socket: &Path, tx: &Sender<Trigger>, waiting: &mut bool) -> Result<()> {
+    let response = get(socket, EVENTS_PATH).await?;
     if *waiting {
         let _ = tx.send(Trigger::Note(format!(
             "Docker's event stream at {} is followed",
@@ -102,10 +89,11 @@ pub fn container_names(socket: &Path) -> Result<BTreeMap<IpAddr, String>> {
     Ok(names_by_address(&list))
 }
 
-async fn get_json(socket: &Path, path: &str) -> Result<serde_json::Value> {
+/// One GET on Docker's API socket; the response's body is still to be read.
+async fn get(socket: &Path, path: &str) -> Result<Response<Incoming>> {
     let connection = tokio::net::UnixStream::connect(socket)
         .await
-        .with_context(|| format!("cannot connect to {}", socket.display()))?;
+        .context("cannot connect")?;
     let (mut sender, driver) = hyper::client::conn::http1::handshake(TokioIo::new(connection))
         .await
         .context("HTTP handshake")?;
@@ -114,14 +102,21 @@ async fn get_json(socket: &Path, path: &str) -> Result<serde_json::Value> {
         .header("Host", "docker")
         .body(Empty::<Bytes>::new())
         .context("building the request")?;
+    let shown = path.split('?').next().unwrap_or(path);
     let response = sender
         .send_request(request)
         .await
-        .with_context(|| format!("GET {path}"))?;
+        .with_context(|| format!("GET {shown}"))?;
     if !response.status().is_success() {
-        bail!("GET {path} answered {}", response.status());
+        bail!("GET {shown} answered {}", response.status());
     }
-    let body = response
+    Ok(response)
+}
+
+async fn get_json(socket: &Path, path: &str) -> Result<serde_json::Value> {
+    let body = get(socket, path)
+        .await
+        .with_context(|| format!("Docker at {}", socket.display()))?
         .into_body()
         .collect()
         .await

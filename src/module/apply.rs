@@ -1,60 +1,15 @@
 //! Writing: one restore per family, the read-back that must plan to nothing, the rules files, and
 //! the roll-back that puts everything as it was when a step fails.
 
-use super::nftables::NftRun;
 use super::read::parse_saved;
 use super::{FamilyRun, FileChange};
 use crate::core::owned::LiveState;
 use crate::core::plan::{plan, rollback_input};
-use crate::core::policy::Dataplane;
 use crate::core::policy::{Backend, Family};
 use crate::core::save::Ruleset;
 use crate::system::{CommandError, System};
 use anyhow::{Context, Result, anyhow};
 use std::path::Path;
-
-/// Applies both dataplanes' plans, the chosen one first (so the host is never left with neither
-/// policy), then writes the rules files; any failure puts everything back. Returns the files
-/// written.
-pub(super) fn apply_all(
-    dataplane: Dataplane,
-    runs: &mut [FamilyRun],
-    nft: &NftRun,
-    system: &dyn System,
-    backend: Backend,
-) -> Result<Vec<String>> {
-    if dataplane == Dataplane::Nftables {
-        nft.apply(system)
-            .map_err(|e| e.context(nft.roll_back(system)))?;
-        // apply() rolls the families back itself
-        apply(runs, system, backend).map_err(|e| e.context(nft.roll_back(system)))?;
-    } else {
-        apply(runs, system, backend)?;
-        if let Err(e) = nft.apply(system) {
-            let undo = format!(
-                "{}, {}",
-                nft.roll_back(system),
-                roll_back(runs, system, backend)
-            );
-            return Err(e.context(undo));
-        }
-    }
-    let files: Vec<&FileChange> = runs
-        .iter()
-        .filter_map(|r| r.file.as_ref())
-        .chain(nft.file.as_ref())
-        .collect();
-    let mut persisted = Vec::new();
-    if let Err(e) = persist(&files, system, &mut persisted) {
-        let undo = format!(
-            "{}, {}",
-            nft.roll_back(system),
-            roll_back(runs, system, backend)
-        );
-        return Err(e.context(undo));
-    }
-    Ok(persisted)
-}
 
 fn restore_failure(family: Family, error: &CommandError, input: &str) -> anyhow::Error {
     let mut msg = format!("{}: {error}", family.name());
@@ -78,7 +33,7 @@ fn failing_line(stderr: &str) -> Option<usize> {
 
 /// One restore per family that has work; then every applied family is read back and must plan
 /// to nothing. Any failure undoes the families already applied.
-fn apply(runs: &mut [FamilyRun], system: &dyn System, backend: Backend) -> Result<()> {
+pub(super) fn apply(runs: &mut [FamilyRun], system: &dyn System, backend: Backend) -> Result<()> {
     let mut applied = Vec::new();
     for (index, r) in runs.iter().enumerate() {
         if r.plan.is_empty() {
@@ -139,7 +94,11 @@ fn apply(runs: &mut [FamilyRun], system: &dyn System, backend: Backend) -> Resul
 
 /// Writes the rules files that change. If one cannot be written, the ones already written are put
 /// back as they were, so that no file keeps a policy the live ruleset is rolled back from.
-fn persist(files: &[&FileChange], system: &dyn System, persisted: &mut Vec<String>) -> Result<()> {
+pub(super) fn persist(
+    files: &[&FileChange],
+    system: &dyn System,
+    persisted: &mut Vec<String>,
+) -> Result<()> {
     let mut written: Vec<&FileChange> = Vec::new();
     for &file in files {
         if !file.changes() {
@@ -181,7 +140,7 @@ fn write_content(system: &dyn System, path: &Path, content: Option<&str>) -> Res
     }
 }
 
-fn roll_back(runs: &[FamilyRun], system: &dyn System, backend: Backend) -> String {
+pub(super) fn roll_back(runs: &[FamilyRun], system: &dyn System, backend: Backend) -> String {
     let all: Vec<usize> = (0..runs.len())
         .filter(|i| !runs[*i].plan.is_empty())
         .collect();

@@ -4,8 +4,10 @@
 
 mod apply;
 mod checks;
+mod dataplane;
 mod docker;
 pub mod exposure;
+mod iptables;
 mod nftables;
 pub mod policy_file;
 mod read;
@@ -21,8 +23,9 @@ use crate::core::rules_file::updated_content;
 use crate::core::save::Ruleset;
 use crate::system::System;
 use anyhow::{Context, Result, anyhow, bail};
-use apply::apply_all;
+use dataplane::apply_all;
 use docker::DockerView;
+use iptables::IptablesRun;
 use nftables::NftRun;
 pub use read::{HostRead, parse_saved, read_host};
 use serde::Serialize;
@@ -115,6 +118,37 @@ impl FileChange {
     pub(crate) fn changes(&self) -> bool {
         self.before != self.after
     }
+
+    /// `update PATH` or `remove PATH`.
+    pub(crate) fn summary(&self) -> String {
+        let verb = if self.after.is_some() {
+            "update"
+        } else {
+            "remove"
+        };
+        format!("{verb} {}", self.path.display())
+    }
+}
+
+/// A rules file before and after, for diff mode.
+pub(crate) fn file_entry(file: &FileChange) -> DiffEntry {
+    let path = file.path.display();
+    let before_note = if file.before.is_some() {
+        ""
+    } else {
+        " (absent)"
+    };
+    let after_note = if file.after.is_some() {
+        ""
+    } else {
+        " (removed)"
+    };
+    DiffEntry {
+        before: file.before.clone().unwrap_or_default(),
+        after: file.after.clone().unwrap_or_default(),
+        before_header: format!("{path}{before_note}"),
+        after_header: format!("{path}{after_note}"),
+    }
 }
 
 pub fn run(config: &Config, system: &dyn System) -> Result<Report> {
@@ -195,20 +229,26 @@ pub fn run_with(config: &Config, system: &dyn System, remembered: &Remembered) -
     } else {
         None
     };
-    let changed = runs
+    let mut iptables = IptablesRun {
+        runs,
+        backend: host.backend,
+    };
+    let changed = [&iptables as &dyn dataplane::Dataplane, &nft_run]
         .iter()
-        .any(|r| !r.plan.is_empty() || r.file.as_ref().is_some_and(FileChange::changes))
-        || !nft_run.is_empty()
-        || nft_run.file.as_ref().is_some_and(FileChange::changes);
+        .any(|d| !d.is_empty() || d.files().iter().any(|f| f.changes()));
+    let mut ordered: [&mut dyn dataplane::Dataplane; 2] = match docker.dataplane {
+        Dataplane::Nftables => [&mut nft_run, &mut iptables],
+        Dataplane::Iptables => [&mut iptables, &mut nft_run],
+    };
     let persisted = if config.check_mode {
         Vec::new()
     } else {
-        apply_all(docker.dataplane, &mut runs, &nft_run, system, host.backend)?
+        apply_all(&mut ordered, system)?
     };
+    let [first, second] = ordered;
     Ok(report::build(report::Outcome {
         config,
-        runs: &runs,
-        nft: &nft_run,
+        dataplanes: [&*first, &*second],
         dataplane: docker.dataplane,
         backend: host.backend,
         changed,

@@ -283,3 +283,24 @@ fn golden_tables() {
         "golden mismatch (UPDATE_GOLDEN=1 cargo test --test nft_with_fake): {mismatches:?}"
     );
 }
+
+#[test]
+fn auto_follows_docker_to_nftables_even_after_creating_docker_user_itself() {
+    // Docker (nftables backend) not running yet: auto uses iptables, which creates DOCKER-USER.
+    let fake = docker_nft_host();
+    let docker = fake.nft_json.borrow_mut().remove("ip docker-bridges").unwrap();
+    let args = with(&policy(), json!({"persist": false}));
+    let before = run(&fake, &args);
+    assert_eq!(before["dataplane"], "iptables", "{before}");
+    assert!(fake.dump(Family::Ipv4, Backend::Nft).contains(":DOCKER-USER"));
+    // Docker starts: its tables appear, the DOCKER-USER chain is still ours alone.
+    fake.nft_json.borrow_mut().insert("ip docker-bridges".into(), docker.clone());
+    let after = run(&fake, &args);
+    assert_eq!(after["dataplane"], "nftables", "{after}");
+    assert!(!fake.dump(Family::Ipv4, Backend::Nft).contains("DFW-"));
+    // Docker stops again: the table stays, nothing flips back.
+    fake.nft_json.borrow_mut().remove("ip docker-bridges");
+    let stopped = run(&fake, &args);
+    assert_eq!(stopped["dataplane"], "nftables", "{stopped}");
+    assert!(fake.nft_ours.borrow().is_some());
+}

@@ -61,7 +61,7 @@ pub(super) fn warnings_and_refusals(
              auto); nothing was changed"
         );
     }
-    if !docker.in_iptables && !docker.on_nftables {
+    if !docker.chains_seen && !docker.on_nftables {
         warnings.push(
             "Docker's chains were not found (is Docker running?); the hooks were put in place \
              so the policy holds as soon as Docker starts"

@@ -2,9 +2,11 @@
 //! policy, with the published ports and bridges every family plans from.
 
 use super::Remembered;
-use super::nftables::{docker_uses_nftables, read_docker_facts, require_nft};
+use super::nftables::{docker_uses_nftables, has_table, read_docker_facts, require_nft};
 use super::read::has_docker_chains;
-use crate::core::desired::{DOCKER_USER, DockerFacts};
+use crate::core::desired::DockerFacts;
+use crate::core::names::{DOCKER_CHAINS, DOCKER_USER};
+use crate::core::nft::{TABLE_FAMILY, TABLE_NAME};
 use crate::core::policy::{Config, Dataplane, DataplaneChoice, Family};
 use crate::core::save::Ruleset;
 use crate::system::System;
@@ -14,8 +16,10 @@ pub(crate) struct DockerView {
     pub(crate) dataplane: Dataplane,
     /// Docker runs its nftables firewall backend (`docker-bridges` tables).
     pub(crate) on_nftables: bool,
-    /// Docker's chains are in the iptables rulesets read.
+    /// Docker's own chains (more than a DOCKER-USER) are in the iptables rulesets read.
     pub(crate) in_iptables: bool,
+    /// Any of Docker's chains, DOCKER-USER included, is there.
+    pub(crate) chains_seen: bool,
     /// Per iptables family (in the order read), then per Docker nftables table.
     pub(crate) facts: Vec<DockerFacts>,
     /// What Docker's rules show in both families, before remembered extras (for the watcher).
@@ -31,12 +35,23 @@ impl DockerView {
         remembered: &Remembered,
     ) -> Result<DockerView> {
         let on_nftables = docker_uses_nftables(nft_tables);
-        let has_docker_user = rulesets
-            .iter()
-            .any(|(_, r)| r.table("filter").is_some_and(|t| t.has_chain(DOCKER_USER)));
+        // Docker's own iptables chains; not DOCKER-USER alone, which our iptables run creates
+        // when Docker is not running.
+        let docker_iptables = rulesets.iter().any(|(_, r)| {
+            r.tables.iter().any(|t| {
+                DOCKER_CHAINS
+                    .iter()
+                    .any(|c| *c != DOCKER_USER && t.has_chain(c))
+            })
+        });
+        let our_table = nft_tables.is_some_and(|t| has_table(t, TABLE_FAMILY, TABLE_NAME));
         let dataplane = match config.dataplane {
             DataplaneChoice::Fixed(d) => d,
-            DataplaneChoice::Auto if on_nftables && !has_docker_user => Dataplane::Nftables,
+            DataplaneChoice::Auto if on_nftables && !docker_iptables => Dataplane::Nftables,
+            // Docker is not running: the dataplane already in place stays.
+            DataplaneChoice::Auto if !on_nftables && !docker_iptables && our_table => {
+                Dataplane::Nftables
+            }
             DataplaneChoice::Auto => Dataplane::Iptables,
         };
         if dataplane == Dataplane::Nftables {
@@ -64,7 +79,8 @@ impl DockerView {
         Ok(DockerView {
             dataplane,
             on_nftables,
-            in_iptables: rulesets.iter().any(|(_, r)| has_docker_chains(r)),
+            in_iptables: docker_iptables,
+            chains_seen: rulesets.iter().any(|(_, r)| has_docker_chains(r)),
             facts,
             seen,
         })

@@ -288,13 +288,22 @@ fn golden_tables() {
 fn auto_follows_docker_to_nftables_even_after_creating_docker_user_itself() {
     // Docker (nftables backend) not running yet: auto uses iptables, which creates DOCKER-USER.
     let fake = docker_nft_host();
-    let docker = fake.nft_json.borrow_mut().remove("ip docker-bridges").unwrap();
+    let docker = fake
+        .nft_json
+        .borrow_mut()
+        .remove("ip docker-bridges")
+        .unwrap();
     let args = with(&policy(), json!({"persist": false}));
     let before = run(&fake, &args);
     assert_eq!(before["dataplane"], "iptables", "{before}");
-    assert!(fake.dump(Family::Ipv4, Backend::Nft).contains(":DOCKER-USER"));
+    assert!(
+        fake.dump(Family::Ipv4, Backend::Nft)
+            .contains(":DOCKER-USER")
+    );
     // Docker starts: its tables appear, the DOCKER-USER chain is still ours alone.
-    fake.nft_json.borrow_mut().insert("ip docker-bridges".into(), docker.clone());
+    fake.nft_json
+        .borrow_mut()
+        .insert("ip docker-bridges".into(), docker.clone());
     let after = run(&fake, &args);
     assert_eq!(after["dataplane"], "nftables", "{after}");
     assert!(!fake.dump(Family::Ipv4, Backend::Nft).contains("DFW-"));
@@ -303,4 +312,32 @@ fn auto_follows_docker_to_nftables_even_after_creating_docker_user_itself() {
     let stopped = run(&fake, &args);
     assert_eq!(stopped["dataplane"], "nftables", "{stopped}");
     assert!(fake.nft_ours.borrow().is_some());
+}
+
+#[test]
+fn a_large_allow_list_on_iptables_suggests_the_nftables_dataplane() {
+    let fake = FakeSystem::new();
+    fake.load(
+        Family::Ipv4,
+        Backend::Nft,
+        "*filter\n:INPUT ACCEPT [0:0]\n:DOCKER - [0:0]\n:DOCKER-USER - [0:0]\nCOMMIT\n",
+    );
+    let sources: Vec<String> = (0..300)
+        .map(|i| format!("10.{}.{}.1", i / 256, i % 256))
+        .collect();
+    let args = json!({"external_interfaces": ["eth0"], "persist": false, "families": ["ipv4"],
+                      "ingress": {"allow": [{"ports": [443], "sources": sources}]}});
+    let result = run(&fake, &args);
+    let warnings = result["warnings"].to_string();
+    assert!(
+        warnings.contains("ingress.allow[0]: 300 sources")
+            && warnings.contains("dataplane: nftables"),
+        "{result}"
+    );
+    let few = run(
+        &fake,
+        &json!({"external_interfaces": ["eth0"], "persist": false, "families": ["ipv4"],
+                                  "ingress": {"allow": [{"ports": [443], "sources": ["10.0.0.1"]}]}}),
+    );
+    assert_eq!(few["warnings"], json!([]));
 }

@@ -5,15 +5,22 @@
 use super::docker::DockerView;
 use crate::core::desired::bridges_to_guard;
 use crate::core::lockout::{Management, deny_host_refusal, external_interface_refusal};
-use crate::core::policy::{Config, Dataplane, State, Strategy};
+use crate::core::policy::{Backend, Config, Dataplane, Family, State, Strategy};
 use crate::system::System;
 use anyhow::{Result, bail};
+
+/// Sources per allow entry and family above which one rule per source costs new connections 5%
+/// of their rate (bench/conn_rate.sh, docs/benchmarks.md: about 170 on iptables-nft, 600 on
+/// legacy), where a set lookup costs the same at any size.
+const RULE_PER_SOURCE_LIMIT_NFT: usize = 200;
+const RULE_PER_SOURCE_LIMIT_LEGACY: usize = 600;
 
 pub(super) fn warnings_and_refusals(
     config: &Config,
     system: &dyn System,
     external: &[String],
     docker: &DockerView,
+    backend: Backend,
 ) -> Result<Vec<String>> {
     let mut warnings = Vec::new();
     if config.state == State::Absent {
@@ -34,6 +41,9 @@ pub(super) fn warnings_and_refusals(
              both, whose DOCKER-USER filter also covers ports published later"
                 .into(),
         );
+    }
+    if docker.dataplane == Dataplane::Iptables {
+        warnings.extend(large_allow_lists(config, backend));
     }
     let bridges: Vec<String> = docker
         .facts
@@ -69,4 +79,31 @@ pub(super) fn warnings_and_refusals(
         );
     }
     Ok(warnings)
+}
+
+/// A warning per allow entry whose sources the iptables dataplane matches rule by rule at a
+/// measurable cost.
+fn large_allow_lists(config: &Config, backend: Backend) -> Vec<String> {
+    let limit = match backend {
+        Backend::Nft => RULE_PER_SOURCE_LIMIT_NFT,
+        Backend::Legacy => RULE_PER_SOURCE_LIMIT_LEGACY,
+    };
+    let mut out = Vec::new();
+    for (index, entry) in config.ingress.allow.iter().enumerate() {
+        let largest = [Family::Ipv4, Family::Ipv6]
+            .iter()
+            .map(|f| entry.sources.iter().filter(|s| f.holds(s)).count())
+            .max()
+            .unwrap_or(0);
+        if largest > limit {
+            out.push(format!(
+                "ingress.allow[{index}]: {largest} sources in one family become {largest} rules \
+                 that every new connection walks (iptables-{}: above {limit} this costs new \
+                 connections more than 5% of their rate, 78% at 10,000 on iptables-nft); \
+                 dataplane: nftables matches them in one set lookup",
+                backend.name()
+            ));
+        }
+    }
+    out
 }

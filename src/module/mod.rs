@@ -201,7 +201,11 @@ pub fn run_with(config: &Config, system: &dyn System, remembered: &Remembered) -
     let docker = DockerView::read(config, system, &rulesets, nft_tables.as_deref(), remembered)?;
     let mut warnings = host.warnings.clone();
     warnings.extend(checks::warnings_and_refusals(
-        config, system, &external, &docker,
+        config,
+        system,
+        &external,
+        &docker,
+        host.backend,
     )?);
     // Plan every dataplane: the chosen one gets the policy, the other one nothing.
     let mut runs = plan_families(config, &external, &rulesets, &docker);

@@ -17,7 +17,8 @@
 #
 # Settings (environment, read by lab_up):
 #   BACKEND=legacy|nft     iptables backend used for Docker's rules and by the ipt* wrappers
-#   LAYOUT=docker20|docker28
+#   LAYOUT=docker20|docker28|dockernft   dockernft: Docker's nftables firewall backend (Docker 29),
+#                          tables ip/ip6 docker-bridges and no iptables rules (tests/lab/dockernft.sh)
 #   LAB_PROXY=on|off       start the docker-proxy-like socat listeners on the host (default on)
 #   LAB_DOCKER=yes|no      load Docker's rules at lab_up (default yes)
 #   LAB_IPV6=nat|proxy     nat (default): Docker writes IPv6 rules (ip6tables on, IPv6 networks);
@@ -156,7 +157,7 @@ lab_up() {
     BACKEND=${BACKEND:-nft}
     LAYOUT=${LAYOUT:-docker20}
     case $BACKEND in legacy | nft) ;; *) lab_die "BACKEND must be legacy or nft"; return 1 ;; esac
-    case $LAYOUT in docker20 | docker28) ;; *) lab_die "LAYOUT must be docker20 or docker28"; return 1 ;; esac
+    case $LAYOUT in docker20 | docker28 | dockernft) ;; *) lab_die "LAYOUT must be docker20, docker28 or dockernft"; return 1 ;; esac
     LAB_PREFIX=${LAB_PREFIX:-dfwlab-$$-$RANDOM}
     if [ -z "${LAB_DIR:-}" ]; then
         LAB_DIR=$(mktemp -d /tmp/dfwlab.XXXXXX) || return 1
@@ -294,6 +295,7 @@ lab_proxy() {
 # iptables-save's canonical form (so each rule line can be found verbatim in iptables-save output)
 lab_docker_rules() {
     local fam=$1 layout=${2:-$LAYOUT} b=$LAB_BR2
+    [ "$layout" = dockernft ] && return 0 # Docker's nftables backend writes no iptables rules
     if [ "$fam" = 6 ] && [ "${LAB_IPV6:-nat}" = proxy ]; then
         _lab_docker_rules6_base "$layout"
         return
@@ -446,6 +448,7 @@ EOF
 
 # lab_load_docker — Docker's rules into the (fresh) host namespace, one full restore per family
 lab_load_docker() {
+    if [ "$LAYOUT" = dockernft ]; then lab_load_docker_nft; return; fi
     lab_docker_rules 4 | ipt_restore || { lab_die "loading Docker's IPv4 rules failed"; return 1; }
     [ -n "$(lab_docker_rules 6)" ] || return 0
     lab_docker_rules 6 | ipt6_restore || { lab_die "loading Docker's IPv6 rules failed"; return 1; }
@@ -675,3 +678,6 @@ lab_probe_many() {
     for ((i = 0; i < $#; i++)); do cat "$d/$i"; done
     rm -rf "$d"
 }
+
+# shellcheck source=tests/lab/dockernft.sh
+. "$(dirname "${BASH_SOURCE[0]}")/dockernft.sh"

@@ -1,0 +1,336 @@
+#!/usr/bin/env bash
+# The nftables dataplane (issue 12) with real packets: on Docker's nftables firewall backend
+# (dockernft: ip/ip6 docker-bridges, no iptables rules) and with `dataplane: nftables` on the
+# iptables layouts (docker20, docker28; both iptables backends).
+#  - the lab first shows the hole: the stranger reaches every published port (TCP, UDP, IPv4, IPv6);
+#  - auto picks nftables on dockernft and iptables on the iptables layouts;
+#  - check mode changes nothing (nft ruleset and iptables-save identical) and predicts the change;
+#  - the default policy: the allowed client reaches its ports, the stranger is dropped, UDP entries
+#    apply to UDP only, with and without the docker-proxy-like listeners; a connection opened
+#    before the run keeps working and containers reach out (replies pass); Docker's tables (or
+#    Docker's iptables rules) stay as they were; the module's table is the only one it adds;
+#  - allow by port (any source), by destination address (the host address the port is published
+#    on), reject (refused at once) vs drop (timeout), audit (nothing dropped, the audit log rule
+#    matches), log rate limiting (one bucket logs its burst, then nothing) and log.enabled false;
+#  - egress deny_private / deny_host with egress.allow;
+#  - every policy applied twice, the second run changed=false with an identical ruleset;
+#  - bad input (dataplane bogus, a bad source) fails naming the field and changes nothing;
+#  - iptables layouts: switching dataplane iptables -> nftables removes every DFW- chain and hook,
+#    and back; a firewalld-style wipe of every iptables chain (Docker then recreates its own) and a
+#    ufw-style `iptables-restore --noflush` declaring :DOCKER-USER leave the stranger outside;
+#  - state absent (check mode first) removes the table and leaves Docker's state byte-identical.
+# layouts: docker20 docker28 dockernft
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+# shellcheck source=egress_lib.sh
+. "$(dirname "$0")/egress_lib.sh"
+# shellcheck source=nft_lib.sh
+. "$(dirname "$0")/nft_lib.sh"
+t_trap
+t_need_bin
+eg_lab_up
+if ! lab_extra_ports >"$T_DIR/extra_ports.log" 2>&1; then
+    not_ok "lab: udp 8080 and tcp 8007 published" "$(cat "$T_DIR/extra_ports.log")"
+    t_done
+fi
+NFTL=
+[ "$LAYOUT" = dockernft ] && NFTL=1
+HOST2_4=10.200.0.2
+HOST2_6=fd00:200::2
+ip -n "$NS_HOST" addr add "$HOST2_4/24" dev eth0
+ip -n "$NS_HOST" addr add "$HOST2_6/64" dev eth0 nodad
+
+# udp_specs <allowed-expect> <denied-expect> — UDP 8080 from both clients, both families
+# (dfw_base allows UDP 8080 for the "denied" client only)
+udp_specs() {
+    echo "allowed udp v4 -> host:8080|$NS_ALLOWED|$HOST4|u8080|$1"
+    echo "allowed udp v6 -> host:8080|$NS_ALLOWED|$HOST6|u8080|$1"
+    echo "denied udp v4 -> host:8080|$NS_DENIED|$HOST4|u8080|$2"
+    echo "denied udp v6 -> host:8080|$NS_DENIED|$HOST6|u8080|$2"
+}
+# held <label> — the connections opened before the first run still carry data
+held() {
+    local f
+    for f in 4 6; do
+        if lab_hold_say "h$f" "$1-$f"; then ok "$1: IPv$f connection opened before the run still works"; else
+            not_ok "$1: IPv$f connection opened before the run still works" "$(tail -3 "$LAB_DIR/hold-h$f.out" "$LAB_DIR/hold-h$f.err" 2>&1)"
+        fi
+    done
+}
+# base_probes <label> — the default policy (dfw_base) with real packets
+base_probes() {
+    mapfile -t P < <(reach_specs allowed dnat; reach_specs denied timeout; outbound_specs)
+    T_PRE="$1: " expect_probes "${P[@]}"
+    mapfile -t P < <(udp_specs closed open:c1-udp)
+    T_PRE="$1: " eg_expect "${P[@]}"
+}
+
+# ================================================================ 0. the hole
+mapfile -t P < <(reach_specs allowed dnat; reach_specs denied dnat; outbound_specs)
+T_PRE="no module: " expect_probes "${P[@]}"
+mapfile -t P < <(udp_specs open:c1-udp open:c1-udp)
+T_PRE="no module: " eg_expect "${P[@]}"
+if [ -n "$NFTL" ]; then
+    t_eq "dockernft: Docker's tables are loaded" "table ip docker-bridges
+table ip6 docker-bridges" "$(lab_nft list tables)"
+    t_eq "dockernft: no iptables rules from Docker (no DOCKER-USER)" 0 "$(snap /dev/stdout | grep -c '^-A ')"
+fi
+for f in 4 6; do
+    if [ "$f" = 4 ]; then a=$HOST4; else a=$HOST6; fi
+    if lab_hold_open "h$f" "$NS_DENIED" "$a"; then ok "no module: IPv$f connection from the stranger to 8007 opened (held open)"; else
+        not_ok "no module: IPv$f connection from the stranger to 8007 opened (held open)" "$(cat "$LAB_DIR/hold-h$f.err" 2>/dev/null)"
+    fi
+done
+docker_state "$T_DIR/docker-pristine"
+lab_nft list tables | sort >"$T_DIR/tables-pristine"
+
+# ================================================================ 1. auto
+nsnap "$T_DIR/s0"
+if dfw '{"dataplane":null,"_ansible_check_mode":true}' && [ "$(dfw_q '.failed // false')" = false ]; then
+    if [ -n "$NFTL" ]; then want=nftables; else want=iptables; fi
+    t_eq "auto (no dataplane option) picks $want" "$want" "$(dfw_q .dataplane)" "$(dfw_show)"
+    nsnap "$T_DIR/s1"
+    t_same "auto in check mode changes nothing" "$T_DIR/s0" "$T_DIR/s1"
+else
+    not_ok "auto (no dataplane option) runs in check mode" "$(dfw_show)"
+fi
+if [ -n "$NFTL" ] && dfw '{"dataplane":"auto","_ansible_check_mode":true}'; then
+    t_eq "dataplane: auto picks nftables on dockernft" nftables "$(dfw_q .dataplane)" "$(dfw_show)"
+fi
+
+# ================================================================ 2. iptables layouts: the iptables dataplane first
+if [ -z "$NFTL" ]; then
+    if t_dfw_ok "iptables dataplane: apply" '{"dataplane":"iptables"}'; then
+        t_eq "iptables dataplane: result dataplane" iptables "$(dfw_q .dataplane)"
+        check "iptables dataplane: DFW- chains are live" test "$(ipt_owned_count)" -gt 0
+        t_eq "iptables dataplane: no nftables table of ours" "" "$(our_table)"
+        base_probes "iptables dataplane"
+    fi
+fi
+
+# ================================================================ 3. check mode
+new_rules_dir
+nsnap "$T_DIR/c0"
+if t_dfwn_ok "check mode: runs" '{"_ansible_check_mode":true}'; then
+    t_changed "check mode: predicts changed" true
+    t_eq "check mode: result dataplane" nftables "$(dfw_q .dataplane)"
+    check "check mode: plan.nftables lists actions" test "$(nft_plan_len)" -gt 0
+    t_match "check mode: the diff shows the table" 'table inet docker_firewall' "$(dfw_q '.diff | tostring')"
+    nsnap "$T_DIR/c1"
+    t_same "check mode: nft ruleset and iptables-save identical" "$T_DIR/c0" "$T_DIR/c1"
+    t_eq "check mode: no rules files written" "" "$(ls -A "$RULES_DIR")"
+fi
+
+# ================================================================ 4. the default policy
+if nft_apply "nftables" '{}'; then
+    # the first run's result is gone (nft_apply ran twice); look at the live state
+    check "nftables: rules_nft written with the table" grep -q 'table inet docker_firewall' "$RULES_DIR/docker_firewall.nft"
+    t_eq "nftables: no DFW- chain or docker_firewall: rule in iptables" 0 "$(ipt_owned_count)" "$(owned_snap)"
+    docker_state "$T_DIR/docker-now"
+    t_same "nftables: Docker's state untouched" "$T_DIR/docker-pristine" "$T_DIR/docker-now"
+    t_eq "nftables: the only table added is ours" "$(cat "$T_DIR/tables-pristine")" \
+        "$(lab_nft list tables | grep -vx 'table inet docker_firewall' | sort)"
+    t_match "nftables: base chain prerouting at priority -110" 'type filter hook prerouting priority (-110|dstnat - 10)' "$(our_table)"
+    base_probes "nftables, proxy on"
+    held "nftables"
+    lab_proxy off
+    mapfile -t P < <(reach_specs allowed dnat; reach_specs denied timeout)
+    T_PRE="nftables, proxy off: " expect_probes "${P[@]}"
+    lab_proxy on
+    if t_dfwn_ok "nftables: check mode on the applied host" '{"_ansible_check_mode":true}'; then
+        t_changed "nftables: check mode on the applied host reports changed=false" false
+    fi
+fi
+
+# ================================================================ 5. by port, by destination
+P5=$(jq -nc --arg a4 "$ALLOWED4" --arg a6 "$ALLOWED6" --arg d4 "$HOST2_4" --arg d6 "$HOST2_6" '{ingress: {allow: [
+    {ports: [8443], comment: "anyone"},
+    {ports: [8080], sources: [$a4, $a6]},
+    {ports: [8007], destination: $d4},
+    {ports: [8007], destination: $d6}]}}')
+if nft_apply "by port / destination" "$P5"; then
+    T_PRE="by port / destination: " expect_probes \
+        "denied v4 -> host:8443 (any source)|$NS_DENIED|$HOST4|8443|dnat" \
+        "denied v6 -> host:8443 (any source)|$NS_DENIED|$HOST6|8443|dnat" \
+        "denied v4 -> host:8080|$NS_DENIED|$HOST4|8080|timeout" \
+        "denied v6 -> host:8080|$NS_DENIED|$HOST6|8080|timeout" \
+        "allowed v4 -> host:8080|$NS_ALLOWED|$HOST4|8080|dnat" \
+        "allowed v6 -> host:8080|$NS_ALLOWED|$HOST6|8080|dnat" \
+        "denied v4 -> second address:8007 (allowed destination)|$NS_DENIED|$HOST2_4|8007|open" \
+        "denied v6 -> second address:8007 (allowed destination)|$NS_DENIED|$HOST2_6|8007|open" \
+        "denied v4 -> first address:8007 (other destination)|$NS_DENIED|$HOST4|8007|timeout" \
+        "denied v6 -> first address:8007 (other destination)|$NS_DENIED|$HOST6|8007|timeout"
+    mapfile -t P < <(udp_specs closed closed)
+    T_PRE="by port / destination (no UDP entry): " eg_expect "${P[@]}"
+fi
+
+# ================================================================ 6. reject vs drop
+if nft_apply "reject" '{"ingress":{"default":"reject"}}'; then
+    mapfile -t P < <(reach_specs allowed dnat; reach_specs denied fastfail)
+    T_PRE="reject: " expect_probes "${P[@]}"
+fi
+
+# ================================================================ 7. audit, logging
+# (the monitor starts after each run: `nft monitor trace` names rules from the ruleset it read at
+# its start, so a monitor started before a table is replaced prints the old rules' text)
+if nft_apply "audit" '{"audit":true}'; then
+    trace_start "$DENIED4" "$DENIED6"
+    mapfile -t P < <(reach_specs denied dnat; reach_specs allowed dnat)
+    T_PRE="audit: " expect_probes "${P[@]}"
+    trace_stop
+    n=$(trace_log_hits)
+    check "audit: the audit log rule matched the stranger's connections ($n log hits)" test "$n" -ge 2
+    t_match "audit: the log prefix says in-audit" 'log prefix "docker-fw in-audit ' "$(trace_log_lines | head -1)"
+    t_eq "audit: nothing dropped by the table" 0 "$(trace_drops)" "$(grep -E 'inet docker_firewall .*verdict drop' "$TRACE_OUT" | head -3)"
+fi
+
+if nft_apply "log rate 1/hour" '{"log":{"rate":"1/hour"}}'; then
+    # a bucket no earlier probe used: stranger -> the host's second address, port 8443
+    trace_start "$DENIED4"
+    attempts 8 "$NS_DENIED" "$HOST2_4" 8443
+    trace_stop
+    n=$(trace_log_hits)
+    d=$(trace_drops)
+    check "log rate 1/hour: the stranger's packets were dropped ($d drops >= 8)" test "$d" -ge 8
+    check "log rate 1/hour: one bucket logs at least one packet ($n)" test "$n" -ge 1
+    check "log rate 1/hour: one bucket logs its burst (at most 5), not every packet ($n of $d)" test "$n" -le 5
+    t_match "log rate 1/hour: the log prefix says in-drop" 'log prefix "docker-fw in-drop ' "$(trace_log_lines | head -1)"
+    # the exhausted bucket logs nothing more; another destination port has its own bucket
+    trace_start "$DENIED4"
+    attempts 1 "$NS_DENIED" "$HOST2_4" 8443
+    trace_stop
+    t_eq "log rate 1/hour: the exhausted bucket logs nothing ($(trace_drops) drops)" 0 "$(trace_log_hits)"
+    trace_start "$DENIED4"
+    attempts 1 "$NS_DENIED" "$HOST2_4" 8080
+    trace_stop
+    check "log rate 1/hour: another destination port has its own bucket ($(trace_log_hits) log hits)" test "$(trace_log_hits)" -ge 1
+fi
+
+if nft_apply "log disabled" '{"log":{"enabled":false}}'; then
+    t_eq "log disabled: no log statement in the table" 0 "$(our_table | grep -cw log)"
+    trace_start "$DENIED4" "$DENIED6"
+    mapfile -t P < <(reach_specs denied timeout 8080)
+    T_PRE="log disabled: " expect_probes "${P[@]}"
+    trace_stop
+    t_eq "log disabled: nothing logged" 0 "$(trace_log_hits)"
+    check "log disabled: still dropped by the table ($(trace_drops))" test "$(trace_drops)" -ge 2
+fi
+
+# ================================================================ 8. egress
+P8=$(jq -nc --arg s4 "$SVC4" --arg s6 "$SVC6" '{egress: {deny_private: true, allow: [
+    {destinations: [$s4, $s6], ports: [5432], comment: "db"},
+    {destinations: [$s4, $s6], ports: [5353], proto: "udp"}]}}')
+if nft_apply "deny_private + allow" "$P8"; then
+    eg_flush_neigh
+    T_PRE="deny_private + allow: " eg_expect \
+        "c1 -> svc:5432 (allowed)|$NS_C1|$SVC4|5432|open:svc" \
+        "c1 -> [svc]:5432 (allowed)|$NS_C1|$SVC6|5432|open:svc" \
+        "c1 -> svc:22 blocked|$NS_C1|$SVC4|22|timeout" \
+        "c1 -> [svc]:22 blocked|$NS_C1|$SVC6|22|timeout" \
+        "c1 -> svc.11:5432 (other address) blocked|$NS_C1|$SVC4B|5432|timeout" \
+        "c1 -> svc udp 5353 (allowed udp)|$NS_C1|$SVC4|u5353|open:svc-udp" \
+        "c1 -> [svc] udp 5353 (allowed udp)|$NS_C1|$SVC6|u5353|open:svc-udp" \
+        "c2 -> svc:22 blocked|$NS_C2|$SVC4|22|timeout" \
+        "c1 -> pub:22 (public)|$NS_C1|$PUB4|22|open:pub" \
+        "c1 -> [pub]:22 (public)|$NS_C1|$PUB6|22|open:pub" \
+        "c1 -> c3:7000 (same network)|$NS_C1|$C3_4|7000|open:c3" \
+        "host -> svc:22 (the host's own traffic)|$NS_HOST|$SVC4|22|open:svc" \
+        "svc -> int0 addr:8080 (replies of c1 to a private address)|$NS_SVC|$INT4|8080|open:c1" \
+        "denied -> host:8080 (ingress unchanged)|$NS_DENIED|$HOST4|8080|timeout" \
+        "allowed -> host:8080 (ingress unchanged)|$NS_ALLOWED|$HOST4|8080|open:c1"
+fi
+P8H=$(jq -nc --arg g4 "$GW1_4" --arg g6 "$GW1_6" '{egress: {deny_host: true, allow: [
+    {destinations: [$g4, $g6], ports: [2222], comment: "host ssh"}]}}')
+if nft_apply "deny_host + allow" "$P8H"; then
+    eg_flush_neigh
+    T_PRE="deny_host + allow: " eg_expect \
+        "c1 -> docker0 addr:2222 (allowed)|$NS_C1|$GW1_4|2222|open:host" \
+        "c1 -> [docker0 addr]:2222 (allowed)|$NS_C1|$GW1_6|2222|open:host" \
+        "c1 -> docker0 addr:2223 blocked|$NS_C1|$GW1_4|2223|timeout" \
+        "c1 -> [docker0 addr]:2223 blocked|$NS_C1|$GW1_6|2223|timeout" \
+        "c1 -> eth0 addr:2222 blocked|$NS_C1|$HOST4|2222|timeout" \
+        "c1 -> [eth0 addr]:2222 blocked|$NS_C1|$HOST6|2222|timeout" \
+        "c1 -> svc:22 (deny_private off)|$NS_C1|$SVC4|22|open:svc" \
+        "allowed -> host:2222 (outside clients unaffected)|$NS_ALLOWED|$HOST4|2222|open:host" \
+        "c1 -> pub:22|$NS_C1|$PUB4|22|open:pub"
+fi
+
+# ================================================================ 9. bad input
+nft_bad "dataplane bogus" '{"dataplane":"bogus"}' 'dataplane'
+nft_bad "bad source with the nftables dataplane" '{"ingress":{"allow":[{"ports":[8080],"sources":["987.65.432.1"]}]}}' 'sources'
+nft_bad "source prefix /129" '{"ingress":{"allow":[{"ports":[8080],"sources":["fd00::/129"]}]}}' 'sources'
+
+# ================================================================ 10. back to the default policy; the held connections
+if t_dfwn_ok "default policy again" '{}'; then
+    base_probes "default policy again"
+    held "after every scenario"
+fi
+
+# ================================================================ 11. iptables layouts: wipes, switching
+if [ -z "$NFTL" ]; then
+    our_table >"$T_DIR/table-before-wipe"
+    # firewalld --reload style: every iptables chain flushed and deleted, then Docker recreates its
+    # own (with an empty DOCKER-USER)
+    # (only the tables that exist: a restore would create the others)
+    wiped=1
+    for f in 4 6; do
+        lab_xt "$NS_HOST" "$f" save | sed -n 's/^\*\(.*\)/*\1\nCOMMIT/p' | lab_xt "$NS_HOST" "$f" restore || wiped=
+    done
+    if [ -n "$wiped" ] && [ "$(snap /dev/stdout | grep -c '^-A ')" = 0 ]; then ok "wipe: every iptables rule is gone"; else not_ok "wipe: every iptables rule is gone" "$(snap)"; fi
+    if ! { lab_load_docker && lab_extra_ports; } >"$T_DIR/reload.log" 2>&1; then
+        not_ok "wipe: Docker recreates its rules" "$(cat "$T_DIR/reload.log")"
+    fi
+    our_table >"$T_DIR/table-after-wipe"
+    t_same "wipe: our nftables table is untouched" "$T_DIR/table-before-wipe" "$T_DIR/table-after-wipe"
+    mapfile -t P < <(reach_specs allowed dnat; reach_specs denied timeout)
+    T_PRE="after a firewalld-style wipe: " expect_probes "${P[@]}"
+    # ufw reload with a ufw-docker after.rules block: :DOCKER-USER declared in a noflush restore
+    for f in 4 6; do
+        printf '%s\n' '*filter' ':DOCKER-USER - [0:0]' '-A DOCKER-USER -j RETURN' COMMIT | lab_xt "$NS_HOST" "$f" restore --noflush ||
+            not_ok "ufw-style restore IPv$f"
+    done
+    mapfile -t P < <(reach_specs denied timeout)
+    T_PRE="after a ufw-style :DOCKER-USER restore: " expect_probes "${P[@]}"
+    if t_dfwn_ok "after the wipes: a run" '{}'; then
+        t_changed "after the wipes: nothing to change for the nftables dataplane" false
+    fi
+
+    # nftables -> iptables -> nftables
+    if t_dfw_ok "switch to iptables: apply" '{"dataplane":"iptables"}'; then
+        t_changed "switch to iptables: reports changed" true
+        t_eq "switch to iptables: result dataplane" iptables "$(dfw_q .dataplane)"
+        t_eq "switch to iptables: our table is gone" "" "$(our_table)"
+        check "switch to iptables: DFW- chains are live" test "$(ipt_owned_count)" -gt 0
+        mapfile -t P < <(reach_specs allowed dnat 8080; reach_specs denied timeout)
+        T_PRE="switched to iptables: " expect_probes "${P[@]}"
+    fi
+    if t_dfwn_ok "switch to nftables again: apply" '{}'; then
+        t_changed "switch to nftables again: reports changed" true
+        t_eq "switch to nftables again: no DFW- chain or docker_firewall: rule left" 0 "$(ipt_owned_count)" "$(owned_snap)"
+        t_match "switch to nftables again: the table is live" '^table inet docker_firewall \{' "$(our_table)"
+        mapfile -t P < <(reach_specs allowed dnat 8080; reach_specs denied timeout)
+        T_PRE="switched to nftables again: " expect_probes "${P[@]}"
+    fi
+fi
+
+# ================================================================ 12. absent
+nsnap "$T_DIR/present"
+if t_dfwn_ok "absent, check mode" '{"state":"absent","_ansible_check_mode":true}'; then
+    t_changed "absent, check mode: predicts changed" true
+    nsnap "$T_DIR/absent-check"
+    t_same "absent, check mode: ruleset identical" "$T_DIR/present" "$T_DIR/absent-check"
+fi
+if t_dfwn_ok "absent" '{"state":"absent"}'; then
+    t_changed "absent: reports changed" true
+    t_eq "absent: our table is gone" "" "$(our_table)"
+    t_eq "absent: no DFW- chain or docker_firewall: rule" 0 "$(ipt_owned_count)"
+    docker_state "$T_DIR/docker-after"
+    t_same "absent: Docker's state byte-identical to before the module" "$T_DIR/docker-pristine" "$T_DIR/docker-after"
+    mapfile -t P < <(reach_specs denied dnat)
+    T_PRE="absent (the hole is back): " expect_probes "${P[@]}"
+    if t_dfwn_ok "absent again" '{"state":"absent"}'; then
+        t_changed "absent again: changed=false" false
+    fi
+fi
+
+t_done

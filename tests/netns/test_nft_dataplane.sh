@@ -18,7 +18,8 @@
 #  - iptables layouts: switching dataplane iptables -> nftables removes every DFW- chain and hook,
 #    and back; a firewalld-style wipe of every iptables chain (Docker then recreates its own) and a
 #    ufw-style `iptables-restore --noflush` declaring :DOCKER-USER leave the stranger outside;
-#  - state absent (check mode first) removes the table and leaves Docker's state byte-identical.
+#  - state absent (check mode first) removes the table and leaves Docker's state byte-identical;
+#  - IPv4-only networks (no IPv6 DNAT; docker-proxy serves IPv6 published ports): IPv6 is judged too.
 # layouts: docker20 docker28 dockernft
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -285,9 +286,10 @@ if [ -z "$NFTL" ]; then
     mapfile -t P < <(reach_specs allowed dnat; reach_specs denied timeout)
     T_PRE="after a firewalld-style wipe: " expect_probes "${P[@]}"
     # ufw reload with a ufw-docker after.rules block: :DOCKER-USER declared in a noflush restore
+    # (flushes the chain; refilled with Docker's own content, so Docker's state stays as it was)
     for f in 4 6; do
-        printf '%s\n' '*filter' ':DOCKER-USER - [0:0]' '-A DOCKER-USER -j RETURN' COMMIT | lab_xt "$NS_HOST" "$f" restore --noflush ||
-            not_ok "ufw-style restore IPv$f"
+        { printf '%s\n' '*filter' ':DOCKER-USER - [0:0]'; lab_docker_rules "$f" | grep '^-A DOCKER-USER '; echo COMMIT; } |
+            lab_xt "$NS_HOST" "$f" restore --noflush || not_ok "ufw-style restore IPv$f"
     done
     mapfile -t P < <(reach_specs denied timeout)
     T_PRE="after a ufw-style :DOCKER-USER restore: " expect_probes "${P[@]}"
@@ -331,6 +333,27 @@ if t_dfwn_ok "absent" '{"state":"absent"}'; then
     if t_dfwn_ok "absent again" '{"state":"absent"}'; then
         t_changed "absent again: changed=false" false
     fi
+fi
+
+# ================================================================ 13. IPv4-only networks: docker-proxy serves IPv6
+# (LAB_IPV6=proxy: no IPv6 DNAT at all; [::]:8080 is docker-proxy forwarding to c1's IPv4 address)
+lab_down
+# shellcheck disable=SC2034  # read by lab_up (tests/lab/lab.sh)
+LAB_IPV6=proxy
+t_lab_up
+new_rules_dir
+T_PRE="IPv4-only networks, no module: " expect_probes \
+    "denied v6 -> host:8080 served by docker-proxy|$NS_DENIED|$HOST6|8080|proxy" \
+    "denied v4 -> host:8080|$NS_DENIED|$HOST4|8080|dnat"
+if nft_apply "IPv4-only networks" '{}'; then
+    T_PRE="IPv4-only networks: " expect_probes \
+        "allowed v6 -> host:8080 (docker-proxy)|$NS_ALLOWED|$HOST6|8080|proxy" \
+        "allowed v6 -> host:8443 (docker-proxy)|$NS_ALLOWED|$HOST6|8443|proxy" \
+        "allowed v4 -> host:8080|$NS_ALLOWED|$HOST4|8080|dnat" \
+        "denied v6 -> host:8080 (docker-proxy)|$NS_DENIED|$HOST6|8080|timeout" \
+        "denied v6 -> host:8443 (docker-proxy)|$NS_DENIED|$HOST6|8443|timeout" \
+        "denied v4 -> host:8080|$NS_DENIED|$HOST4|8080|timeout" \
+        "c1 v4 -> net|$NS_C1|$NET4|$NET_PORT|open"
 fi
 
 t_done

@@ -17,7 +17,8 @@
 # The udp 8080 and tcp 8007 ports exist on the iptables layouts too after lab_extra_ports, which
 # adds Docker's iptables rules for them (lab_extra_ports is a no-op for the rules on dockernft).
 #
-# API: lab_docker_nft 4|6, lab_load_docker_nft, lab_nft (nft in the host namespace),
+# API: lab_docker_nft 4|6, lab_load_docker_nft, lab_nft (nft in the host namespace), lab_publish
+#      (lab.sh; on dockernft it adds the DNAT rule to Docker's tables),
 #      lab_extra_ports, probe_udp, lab_hold_open/lab_hold_say/lab_hold_close (a held connection).
 
 LAB_ECHO_PORT=8007   # host port published to c1's TCP echo service on port 7
@@ -215,6 +216,15 @@ lab_extra_ports() {
             "-I DOCKER 1 -d $c1 ! -i docker0 -o docker0 -p tcp -m tcp --dport 7 -j ACCEPT" COMMIT |
             lab_xt "$NS_HOST" "$fam" restore --noflush || return 1
     done
+}
+
+# _lab_publish_nft <4|6> <port> — Docker 29 publishing host <port> -> c1:80 while the lab runs: a DNAT
+# rule added to nat-prerouting-and-output (c1's forward accept for tcp 80 is there already)
+_lab_publish_nft() {
+    local fam=$1 port=$2 t=ip d=$C1_4 in='iifname != "docker0" '
+    [ "$fam" = 6 ] && t=ip6 d="[$C1_6]"
+    [ "${LAB_PROXY:-on}" = off ] && in=''
+    lab_nft add rule "$t" docker-bridges nat-prerouting-and-output "${in}tcp dport $port counter dnat to $d:80 comment \"DNAT\""
 }
 
 # probe_udp <ns> <addr> <port> — one datagram (two tries, PROBE_TIMEOUT each); prints the answer

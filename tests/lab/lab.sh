@@ -527,13 +527,14 @@ lab_docker_start() {
 }
 
 # lab_publish <port> — what Docker does when a container publishes host <port> -> c1:80 while the lab
-# runs: nat DNAT + filter ACCEPT (one noflush restore per family, so each family changes at once) for
+# runs (dockernft: a DNAT rule in its nftables tables, see _lab_publish_nft): nat DNAT + filter ACCEPT (one noflush restore per family, so each family changes at once) for
 # each family Docker writes NAT rules for (IPv4 only with LAB_IPV6=proxy), plus docker-proxy's
 # listeners (names proxy-<port>-4/-6; the IPv6 one forwards to c1's IPv4 address with LAB_IPV6=proxy)
 lab_publish() {
     local port=$1 fam c1 d t6="TCP6:[$C1_6]:80" fams="4 6"
     if [ "${LAB_IPV6:-nat}" = proxy ]; then fams=4 t6="TCP4:$C1_4:80"; fi
     for fam in $fams; do
+        if [ "$LAYOUT" = dockernft ]; then _lab_publish_nft "$fam" "$port" || return 1; continue; fi
         if [ "$fam" = 6 ]; then c1=$C1_6/128 d="[$C1_6]"; else c1=$C1_4/32 d=$C1_4; fi
         printf '%s\n' '*nat' "-A DOCKER ! -i docker0 -p tcp -m tcp --dport $port -j DNAT --to-destination $d:80" COMMIT \
             '*filter' "-I DOCKER 1 -d $c1 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT" COMMIT |

@@ -18,6 +18,7 @@
 #  - iptables layouts: switching dataplane iptables -> nftables removes every DFW- chain and hook,
 #    and back; a firewalld-style wipe of every iptables chain (Docker then recreates its own) and a
 #    ufw-style `iptables-restore --noflush` declaring :DOCKER-USER leave the stranger outside;
+#  - a port Docker publishes after the run is judged on its way to the bridge (original port);
 #  - state absent (check mode first) removes the table and leaves Docker's state byte-identical;
 #  - IPv4-only networks (no IPv6 DNAT; docker-proxy serves IPv6 published ports): IPv6 is judged too.
 # layouts: docker20 docker28 dockernft
@@ -313,6 +314,22 @@ if [ -z "$NFTL" ]; then
         mapfile -t P < <(reach_specs allowed dnat 8080; reach_specs denied timeout)
         T_PRE="switched to nftables again: " expect_probes "${P[@]}"
     fi
+fi
+
+# ================================================================ 11b. a port Docker publishes after the run
+# The run does not know 9090; the connection is DNAT-ed to c1 and judged on its way to the bridge
+# (forward), on the original destination port: the entry for 9090 lets the allowed client in.
+P11=$(dfw_base | jq -c --arg a4 "$ALLOWED4" --arg a6 "$ALLOWED6" \
+    '{ingress: {allow: (.ingress.allow + [{ports: [9090], sources: [$a4, $a6], comment: "late"}])}}')
+if nft_apply "late publish" "$P11"; then
+    if lab_publish 9090 >"$T_DIR/publish.log" 2>&1; then
+        ok "late publish: Docker publishes 9090 -> c1:80 after the run"
+        mapfile -t P < <(reach_specs allowed dnat 9090; reach_specs denied timeout 9090)
+        T_PRE="late publish: " expect_probes "${P[@]}"
+    else
+        not_ok "late publish: Docker publishes 9090 -> c1:80 after the run" "$(cat "$T_DIR/publish.log")"
+    fi
+    docker_state "$T_DIR/docker-pristine" # Docker's own change: the reference for absent
 fi
 
 # ================================================================ 12. absent

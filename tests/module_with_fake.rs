@@ -449,7 +449,7 @@ fn needs_an_external_interface() {
 }
 
 #[test]
-fn refuses_docker_nftables_backend() {
+fn refuses_docker_nftables_backend_on_the_iptables_dataplane() {
     let fake = FakeSystem::new();
     fake.load(
         Family::Ipv4,
@@ -458,7 +458,7 @@ fn refuses_docker_nftables_backend() {
     );
     *fake.nft_tables.borrow_mut() =
         Some("table ip docker-bridges\ntable ip6 docker-bridges\n".into());
-    let result = run(&fake, &policy());
+    let result = run(&fake, &with(&policy(), json!({"dataplane": "iptables"})));
     assert_eq!(result["failed"], true);
     assert!(
         result["msg"]

@@ -62,7 +62,11 @@ pub fn human_summary(report: &Report) -> String {
     for entry in report.diff.iter().flatten() {
         out.push_str(&unified(entry));
     }
-    out.push_str(&format!("{} (backend {})\n", report.msg, report.backend));
+    let place = match report.dataplane.as_str() {
+        "nftables" => "dataplane nftables".to_string(),
+        _ => format!("backend {}", report.backend),
+    };
+    out.push_str(&format!("{} ({place})\n", report.msg));
     for change in &report.exposure_changes {
         out.push_str(&format!("exposure: {change}\n"));
     }

@@ -5,8 +5,8 @@
 //! "a,b" for lists.
 
 use crate::core::policy::{
-    AllowEntry, Backend, BackendChoice, Config, Egress, EgressAllow, Family, Ingress, Log,
-    PortRange, Proto, Rate, State, Strategy, Verdict,
+    AllowEntry, Backend, BackendChoice, Config, Dataplane, DataplaneChoice, Egress, EgressAllow,
+    Family, Ingress, Log, PortRange, Proto, Rate, State, Strategy, Verdict,
 };
 use ipnet::IpNet;
 use serde_json::{Map, Value};
@@ -15,13 +15,15 @@ use std::path::PathBuf;
 
 pub const DEFAULT_RULES_V4: &str = "/etc/iptables/rules.v4";
 pub const DEFAULT_RULES_V6: &str = "/etc/iptables/rules.v6";
+pub const DEFAULT_RULES_NFT: &str = "/etc/docker_firewall/docker_firewall.nft";
 pub const DEFAULT_DOCKER_INTERFACES: [&str; 2] = ["docker0", "br-+"];
 
-const TOP_LEVEL_KEYS: [&str; 14] = [
+const TOP_LEVEL_KEYS: [&str; 16] = [
     "lock_timeout",
     "state",
     "families",
     "backend",
+    "dataplane",
     "external_interfaces",
     "docker_interfaces",
     "strategy",
@@ -32,6 +34,7 @@ const TOP_LEVEL_KEYS: [&str; 14] = [
     "persist",
     "rules_v4",
     "rules_v6",
+    "rules_nft",
 ];
 const INGRESS_KEYS: [&str; 2] = ["default", "allow"];
 const ALLOW_KEYS: [&str; 5] = ["ports", "proto", "sources", "destination", "comment"];
@@ -134,6 +137,14 @@ pub fn parse_args(value: &Value) -> Result<Config> {
             _ => BackendChoice::Auto,
         },
     };
+    let dataplane = match get("dataplane") {
+        None => DataplaneChoice::Auto,
+        Some(v) => match choice(v, "dataplane", &["auto", "iptables", "nftables"])? {
+            "iptables" => DataplaneChoice::Fixed(Dataplane::Iptables),
+            "nftables" => DataplaneChoice::Fixed(Dataplane::Nftables),
+            _ => DataplaneChoice::Auto,
+        },
+    };
     let external_interfaces = match get("external_interfaces") {
         None => None,
         Some(v) => Some(interfaces(v, "external_interfaces")?),
@@ -184,12 +195,19 @@ pub fn parse_args(value: &Value) -> Result<Config> {
         None => PathBuf::from(DEFAULT_RULES_V6),
         Some(v) => path(v, "rules_v6")?,
     };
+    let rules_nft = match get("rules_nft") {
+        None => PathBuf::from(DEFAULT_RULES_NFT),
+        Some(v) => path(v, "rules_nft")?,
+    };
     let lock_timeout = match get("lock_timeout") {
         None => DEFAULT_LOCK_TIMEOUT,
         Some(v) => seconds(v, "lock_timeout", MAX_LOCK_TIMEOUT)?,
     };
     if persist && rules_v4 == rules_v6 {
         return err("rules_v6", "must differ from rules_v4");
+    }
+    if persist && (rules_nft == rules_v4 || rules_nft == rules_v6) {
+        return err("rules_nft", "must differ from rules_v4 and rules_v6");
     }
     let internal_flag = |key: &str| {
         args.get(key)
@@ -202,6 +220,7 @@ pub fn parse_args(value: &Value) -> Result<Config> {
         state,
         families,
         backend,
+        dataplane,
         external_interfaces,
         docker_interfaces,
         strategy,
@@ -212,6 +231,7 @@ pub fn parse_args(value: &Value) -> Result<Config> {
         persist,
         rules_v4,
         rules_v6,
+        rules_nft,
         lock_timeout,
         check_mode: internal_flag("_ansible_check_mode")?,
         diff: internal_flag("_ansible_diff")?,

@@ -54,6 +54,31 @@ pub enum BackendChoice {
     Fixed(Backend),
 }
 
+/// Which packet filter carries the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataplaneChoice {
+    /// nftables where Docker runs its nftables firewall backend, else iptables.
+    Auto,
+    Fixed(Dataplane),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dataplane {
+    /// Chains and hooks in iptables' tables (DOCKER-USER, nat PREROUTING, INPUT).
+    Iptables,
+    /// One table of our own, `inet docker_firewall`, with base chains on the same hooks.
+    Nftables,
+}
+
+impl Dataplane {
+    pub fn name(self) -> &'static str {
+        match self {
+            Dataplane::Iptables => "iptables",
+            Dataplane::Nftables => "nftables",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     Present,
@@ -193,6 +218,7 @@ pub struct Config {
     pub state: State,
     pub families: Vec<Family>,
     pub backend: BackendChoice,
+    pub dataplane: DataplaneChoice,
     /// None: the interfaces that hold a default route.
     pub external_interfaces: Option<Vec<String>>,
     pub docker_interfaces: Vec<String>,
@@ -205,6 +231,8 @@ pub struct Config {
     pub persist: bool,
     pub rules_v4: PathBuf,
     pub rules_v6: PathBuf,
+    /// The nftables dataplane's table as an `nft -f` script.
+    pub rules_nft: PathBuf,
     /// Seconds to wait for another run's lock.
     pub lock_timeout: u64,
     pub check_mode: bool,

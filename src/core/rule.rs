@@ -120,8 +120,17 @@ fn push_part(spec: &mut String, text: &str) {
 
 /// 12 hex digits of FNV-1a over the rule's meaning: its chain, matches, target and note.
 fn rule_hash(chain: &str, body: &str, target: &str, note: Option<&str>) -> String {
+    fnv12(&[chain, body, target, note.unwrap_or("")])
+}
+
+/// 12 hex digits of FNV-1a over `parts`, each followed by a NUL but the last.
+pub fn fnv12(parts: &[&str]) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in [chain, "\0", body, "\0", target, "\0", note.unwrap_or("")] {
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            hash ^= 0;
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
         for byte in part.bytes() {
             hash ^= u64::from(byte);
             hash = hash.wrapping_mul(0x0000_0100_0000_01b3);

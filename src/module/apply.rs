@@ -95,12 +95,12 @@ pub(super) fn apply(runs: &mut [FamilyRun], system: &dyn System, backend: Backen
 /// Writes the rules files that change. If one cannot be written, the ones already written are put
 /// back as they were, so that no file keeps a policy the live ruleset is rolled back from.
 pub(super) fn persist(
-    runs: &[FamilyRun],
+    files: &[&FileChange],
     system: &dyn System,
     persisted: &mut Vec<String>,
 ) -> Result<()> {
     let mut written: Vec<&FileChange> = Vec::new();
-    for file in runs.iter().filter_map(|r| r.file.as_ref()) {
+    for &file in files {
         if !file.changes() {
             continue;
         }

@@ -4,20 +4,25 @@
 
 mod apply;
 pub mod exposure;
+mod nftables;
 pub mod policy_file;
 mod read;
 mod report;
 
 use crate::core::args::parse_args_text;
-use crate::core::desired::{DockerFacts, PublishedPort, bridges_to_guard, desired_state};
+use crate::core::desired::{
+    DOCKER_USER, DockerFacts, PublishedPort, bridges_to_guard, desired_state,
+};
 use crate::core::lockout::{Management, deny_host_refusal, external_interface_refusal};
+use crate::core::nft::desired::desired_table;
 use crate::core::owned::{DesiredState, LiveState};
 use crate::core::plan::{FamilyPlan, plan};
-use crate::core::policy::{Backend, Config, Family, State, Strategy};
+use crate::core::policy::{Backend, Config, Dataplane, DataplaneChoice, Family, State, Strategy};
 use crate::core::rules_file::updated_content;
 use crate::system::System;
 use anyhow::{Context, Result, anyhow, bail};
 use apply::{apply, persist, roll_back};
+use nftables::NftRun;
 pub use read::parse_saved;
 use read::{choose_backend, has_docker_chains};
 use report::{diff_entries, summary};
@@ -39,6 +44,8 @@ pub struct DiffEntry {
 pub struct Report {
     pub changed: bool,
     pub msg: String,
+    /// `iptables` or `nftables`.
+    pub dataplane: String,
     pub backend: String,
     /// Per family, what we own after the run (predicted in check mode).
     pub rules: BTreeMap<String, String>,
@@ -203,24 +210,61 @@ pub fn run_with(config: &Config, system: &dyn System, remembered: &Remembered) -
              name the interfaces where outside traffic enters"
         );
     }
+    let nft_tables = system.nft_tables();
+    let docker_on_nft = nftables::docker_uses_nftables(nft_tables.as_deref());
+    let wants_nft = config.dataplane == DataplaneChoice::Fixed(Dataplane::Nftables);
+    let no_iptables = [Backend::Legacy, Backend::Nft]
+        .iter()
+        .all(|b| !system.has_tools(Family::Ipv4, *b));
     let HostRead {
         backend,
         texts,
         warnings: skipped,
-    } = read_host(config, system)?;
+    } = if no_iptables && (docker_on_nft || wants_nft) {
+        // A host without iptables: nothing of ours can be there either.
+        HostRead {
+            backend: Backend::Nft,
+            texts: Vec::new(),
+            warnings: Vec::new(),
+        }
+    } else {
+        read_host(config, system)?
+    };
     warnings.extend(skipped);
     let rulesets = texts
         .iter()
         .map(|(family, text)| Ok((*family, parse_saved(text, *family, backend)?)))
         .collect::<Result<Vec<_>>>()?;
-    let saw_docker = rulesets.iter().any(|(_, r)| has_docker_chains(r));
+    let docker_in_iptables = rulesets.iter().any(|(_, r)| has_docker_chains(r));
+    let saw_docker = docker_in_iptables || docker_on_nft;
+    let has_docker_user = rulesets
+        .iter()
+        .any(|(_, r)| r.table("filter").is_some_and(|t| t.has_chain(DOCKER_USER)));
+    let dataplane = match config.dataplane {
+        DataplaneChoice::Fixed(d) => d,
+        DataplaneChoice::Auto if docker_on_nft && !has_docker_user => Dataplane::Nftables,
+        DataplaneChoice::Auto => Dataplane::Iptables,
+    };
+    if dataplane == Dataplane::Nftables {
+        nftables::require_nft(nft_tables.as_deref())?;
+    }
+    // Per iptables family, then per Docker nftables table: what Docker publishes.
     let mut facts: Vec<DockerFacts> = rulesets.iter().map(|(_, r)| DockerFacts::read(r)).collect();
+    if let Some(tables) = nft_tables
+        .as_deref()
+        .filter(|_| docker_on_nft && dataplane == Dataplane::Nftables)
+    {
+        facts.extend(nftables::read_docker_facts(system, tables)?);
+    }
     // What Docker's rules show in both families, before the remembered extras are added.
     let seen = DockerFacts::default().with_ports_of(&facts);
     let docker = Remembered {
         published: seen.published,
         bridges: seen.bridges,
     };
+    if facts.is_empty() {
+        facts.push(DockerFacts::default());
+    }
     if let Some(first) = facts.first_mut() {
         // with_ports_of below shares the first family's extras with every family
         first.published.extend(remembered.published.iter().cloned());
@@ -232,6 +276,7 @@ pub fn run_with(config: &Config, system: &dyn System, remembered: &Remembered) -
         );
     }
     if config.state == State::Present
+        && dataplane == Dataplane::Iptables
         && config.strategy == Strategy::Prerouting
         && facts.iter().all(|f| f.published.is_empty())
     {
@@ -265,7 +310,13 @@ pub fn run_with(config: &Config, system: &dyn System, remembered: &Remembered) -
     let mut runs: Vec<FamilyRun> = Vec::new();
     for ((family, ruleset), own) in rulesets.iter().zip(&facts) {
         let live = LiveState::from_ruleset(ruleset);
-        let desired = desired_state(config, *family, &external, &own.with_ports_of(&facts));
+        let desired = match dataplane {
+            Dataplane::Iptables => {
+                desired_state(config, *family, &external, &own.with_ports_of(&facts))
+            }
+            // Switching dataplanes removes what the other one owned.
+            Dataplane::Nftables => DesiredState::default(),
+        };
         let plan = plan(&live, &desired);
         runs.push(FamilyRun {
             family: *family,
@@ -277,16 +328,31 @@ pub fn run_with(config: &Config, system: &dyn System, remembered: &Remembered) -
         });
     }
 
+    if config.state == State::Present
+        && dataplane == Dataplane::Iptables
+        && docker_on_nft
+        && !docker_in_iptables
+    {
+        bail!(
+            "dataplane: Docker runs its nftables firewall backend (Docker 29+, firewall-backend \
+             nftables): it has no DOCKER-USER chain and does not read iptables rules, so the \
+             iptables dataplane would write rules nothing reads. Use dataplane: nftables (or \
+             auto); nothing was changed"
+        );
+    }
+    let nft_desired = match dataplane {
+        Dataplane::Nftables => desired_table(
+            config,
+            &external,
+            &DockerFacts::default().with_ports_of(&facts),
+        ),
+        Dataplane::Iptables => None,
+    };
+    let mut nft_run = NftRun::plan(system, nft_tables.as_deref(), nft_desired)?;
+    if config.diff {
+        nft_run.read_before_text(system);
+    }
     if config.state == State::Present && !saw_docker {
-        let nft = system.nft_tables().unwrap_or_default();
-        if nft.contains("docker-bridges") {
-            bail!(
-                "Docker runs its nftables firewall backend (Docker 29+, firewall-backend nftables): \
-                 it has no DOCKER-USER chain and does not read iptables rules, so this module would \
-                 write rules nothing reads. Run dockerd with the iptables firewall backend to use \
-                 this module."
-            );
-        }
         warnings.push(
             "Docker's chains were not found (is Docker running?); the hooks were put in place \
              so the policy holds as soon as Docker starts"
@@ -307,9 +373,20 @@ pub fn run_with(config: &Config, system: &dyn System, remembered: &Remembered) -
                 after,
             });
         }
+        let path = config.rules_nft.clone();
+        let before = system
+            .read_file(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let after = nftables::file_content(nft_run.desired.as_ref());
+        nft_run.file = Some(FileChange {
+            path,
+            before,
+            after,
+        });
     }
 
-    let exposures = if config.analyse_exposure {
+    // The exposure analysis walks iptables rules; the nftables dataplane's table is not modelled.
+    let exposures = if config.analyse_exposure && dataplane == Dataplane::Iptables {
         let published = facts.iter().map(|f| f.published.len()).sum();
         match exposure::before_and_after(&runs, &rulesets, published, &external, system) {
             Ok(pair) => Some(pair),
@@ -321,21 +398,51 @@ pub fn run_with(config: &Config, system: &dyn System, remembered: &Remembered) -
     } else {
         None
     };
-    let live_changes = runs.iter().any(|r| !r.plan.is_empty());
-    let file_changes = runs
+    let live_changes = runs.iter().any(|r| !r.plan.is_empty()) || !nft_run.is_empty();
+    let files: Vec<&FileChange> = runs
         .iter()
-        .any(|r| r.file.as_ref().is_some_and(FileChange::changes));
+        .filter_map(|r| r.file.as_ref())
+        .chain(nft_run.file.as_ref())
+        .collect();
+    let file_changes = files.iter().any(|f| f.changes());
     let mut persisted = Vec::new();
     if !config.check_mode {
-        apply(&mut runs, system, backend)?;
-        if let Err(e) = persist(&runs, system, &mut persisted) {
-            let undo = roll_back(&runs, system, backend);
+        // The dataplane that protects goes in first, then the other one's rules go.
+        if dataplane == Dataplane::Nftables {
+            nft_run
+                .apply(system)
+                .map_err(|e| e.context(nft_run.roll_back(system)))?;
+            if let Err(e) = apply(&mut runs, system, backend) {
+                return Err(e.context(nft_run.roll_back(system)));
+            }
+        } else {
+            apply(&mut runs, system, backend)?;
+            if let Err(e) = nft_run.apply(system) {
+                let undo = format!(
+                    "{}, {}",
+                    nft_run.roll_back(system),
+                    roll_back(&runs, system, backend)
+                );
+                return Err(e.context(undo));
+            }
+        }
+        let files: Vec<&FileChange> = runs
+            .iter()
+            .filter_map(|r| r.file.as_ref())
+            .chain(nft_run.file.as_ref())
+            .collect();
+        if let Err(e) = persist(&files, system, &mut persisted) {
+            let undo = format!(
+                "{}, {}",
+                nft_run.roll_back(system),
+                roll_back(&runs, system, backend)
+            );
             return Err(e.context(undo));
         }
     }
 
     let changed = live_changes || file_changes;
-    let rules = runs
+    let mut rules: BTreeMap<String, String> = runs
         .iter()
         .map(|r| {
             let text = match (&r.after, config.check_mode) {
@@ -346,16 +453,25 @@ pub fn run_with(config: &Config, system: &dyn System, remembered: &Remembered) -
             (r.family.name().to_string(), text)
         })
         .collect();
-    let plan = runs
+    let mut plan: BTreeMap<String, Vec<String>> = runs
         .iter()
         .map(|r| (r.family.name().to_string(), r.plan.actions()))
         .collect();
+    if dataplane == Dataplane::Nftables || !nft_run.is_empty() {
+        let text = nft_run
+            .desired
+            .as_ref()
+            .map(|d| d.render())
+            .unwrap_or_default();
+        rules.insert("nftables".into(), text);
+        plan.insert("nftables".into(), nft_run.actions());
+    }
     let exposure_changes = exposures
         .as_ref()
         .map(|(before, after)| exposure::changes_in_words(before, after))
         .unwrap_or_default();
     let diff = config.diff.then(|| {
-        let mut entries = diff_entries(&runs, backend);
+        let mut entries = diff_entries(&runs, backend, &nft_run);
         if let (Some((before, after)), false) = (&exposures, exposure_changes.is_empty()) {
             entries.push(DiffEntry {
                 before: exposure::lines(before),
@@ -372,7 +488,8 @@ pub fn run_with(config: &Config, system: &dyn System, remembered: &Remembered) -
     };
     Ok(Report {
         changed,
-        msg: summary(&runs, config, changed),
+        msg: summary(&runs, &nft_run, config, changed),
+        dataplane: dataplane.name().to_string(),
         backend: backend.name().to_string(),
         rules,
         persisted,

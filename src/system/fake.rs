@@ -212,6 +212,14 @@ pub struct FakeSystem {
     pub route_table: RefCell<Vec<(ipnet::IpNet, String)>>,
     pub ssh_connection: RefCell<Option<String>>,
     pub nft_tables: RefCell<Option<String>>,
+    /// nftables tables other than ours, as `nft -j list table` prints them ("ip docker-bridges").
+    pub nft_json: RefCell<BTreeMap<String, String>>,
+    /// Our table, as the fake nft understood the last script (see fake_nft.rs).
+    pub nft_ours: RefCell<Option<super::fake_nft::FakeTable>>,
+    /// Every `nft -f -` input, in order.
+    pub nft_scripts: RefCell<Vec<String>>,
+    /// When set, `nft -f` fails (after counting the script).
+    pub fail_nft: Cell<bool>,
     pub files: RefCell<BTreeMap<PathBuf, String>>,
     pub saves: Cell<usize>,
     pub restores: Cell<usize>,
@@ -361,7 +369,11 @@ impl System for FakeSystem {
     }
 
     fn nft_tables(&self) -> Option<String> {
-        self.nft_tables.borrow().clone()
+        super::fake_nft::list_tables(self)
+    }
+
+    fn nft(&self, args: &[&str], input: Option<&str>) -> Result<String, CommandError> {
+        super::fake_nft::run(self, args, input)
     }
 
     fn default_route_interfaces(&self) -> Vec<String> {

@@ -4,6 +4,7 @@
 
 pub mod events;
 pub mod fake;
+mod fake_nft;
 pub mod lock;
 pub mod process;
 
@@ -62,6 +63,15 @@ pub trait System {
     fn nft_table(&self, family: &str, name: &str) -> Option<String> {
         let _ = (family, name);
         None
+    }
+    /// `nft ARGS`, with `input` on stdin (for `-f -`); fails when nft is not installed.
+    fn nft(&self, args: &[&str], input: Option<&str>) -> Result<String, CommandError> {
+        let _ = input;
+        Err(CommandError {
+            command: format!("nft {}", args.join(" ")),
+            status: "not available".into(),
+            stderr: String::new(),
+        })
     }
     /// Interfaces that hold a default route (IPv4 or IPv6).
     fn default_route_interfaces(&self) -> Vec<String>;

@@ -209,6 +209,15 @@ impl System for RealSystem {
         run(&nft, &["list", "table", family, name], None).ok()
     }
 
+    fn nft(&self, args: &[&str], input: Option<&str>) -> Result<String, CommandError> {
+        let nft = find_program("nft").ok_or_else(|| CommandError {
+            command: format!("nft {}", args.join(" ")),
+            status: "not installed".into(),
+            stderr: "the nft command (Debian package nftables) is not installed".into(),
+        })?;
+        run(&nft, args, input)
+    }
+
     fn default_route_interfaces(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         // /proc/net/route: Iface Destination Gateway Flags RefCnt Use Metric Mask ...

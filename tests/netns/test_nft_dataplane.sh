@@ -5,10 +5,13 @@
 #  - the lab first shows the hole: the stranger reaches every published port (TCP, UDP, IPv4, IPv6);
 #  - auto picks nftables on dockernft and iptables on the iptables layouts;
 #  - check mode changes nothing (nft ruleset and iptables-save identical) and predicts the change;
+#  - rules_nft, loaded as a boot would, gives the same table (the next run changes nothing); after
+#    absent or a switch to iptables it no longer defines the table;
 #  - the default policy: the allowed client reaches its ports, the stranger is dropped, UDP entries
 #    apply to UDP only, with and without the docker-proxy-like listeners; a connection opened
 #    before the run keeps working and containers reach out (replies pass); Docker's tables (or
 #    Docker's iptables rules) stay as they were; the module's table is the only one it adds;
+#  - 2,300 overlapping sources (interval sets, read back as ranges), families [ipv4];
 #  - allow by port (any source), by destination address (the host address the port is published
 #    on), reject (refused at once) vs drop (timeout), audit (nothing dropped, the audit log rule
 #    matches), log rate limiting (one bucket logs its burst, then nothing) and log.enabled false;
@@ -133,6 +136,22 @@ if nft_apply "nftables" '{}'; then
     t_eq "nftables: the only table added is ours" "$(cat "$T_DIR/tables-pristine")" \
         "$(lab_nft list tables | grep -vx 'table inet docker_firewall' | sort)"
     t_match "nftables: base chain prerouting at priority -110" 'type filter hook prerouting priority (-110|dstnat - 10)' "$(our_table)"
+    # the rules file is what a boot loads (nftables.service or the watch service): load it into a
+    # host without our table and the module finds nothing to change
+    nf=$RULES_DIR/docker_firewall.nft
+    our_table >"$T_DIR/table-applied"
+    if lab_nft -c -f "$nf" >"$T_DIR/nft-c.log" 2>&1; then ok "nftables: nft -c accepts rules_nft"; else not_ok "nftables: nft -c accepts rules_nft" "$(cat "$T_DIR/nft-c.log")"; fi
+    lab_nft delete table inet docker_firewall
+    if lab_nft -f "$nf" >"$T_DIR/nft-f.log" 2>&1; then
+        our_table >"$T_DIR/table-booted"
+        t_same "nftables: rules_nft loaded at boot gives the same table" "$T_DIR/table-applied" "$T_DIR/table-booted"
+        if t_dfwn_ok "nftables: a run after the boot load" '{}'; then
+            t_changed "nftables: a run after the boot load reports changed=false" false
+        fi
+    else
+        not_ok "nftables: rules_nft loads with nft -f" "$(cat "$T_DIR/nft-f.log")"
+        t_dfwn_ok "nftables: re-apply after the failed load" '{}'
+    fi
     base_probes "nftables, proxy on"
     held "nftables"
     lab_proxy off
@@ -170,6 +189,29 @@ fi
 if nft_apply "reject" '{"ingress":{"default":"reject"}}'; then
     mapfile -t P < <(reach_specs allowed dnat; reach_specs denied fastfail)
     T_PRE="reject: " expect_probes "${P[@]}"
+fi
+
+# ================================================================ 6b. large and overlapping allow lists; one family
+# 2,300 sources: 1,500 consecutive IPv4 addresses (the set holds them as ranges), 500 scattered ones,
+# 300 IPv6 ones, and overlapping networks around the allowed client (10.200.0.8/29 + 10.200.0.10,
+# fd00:200::10/127 + fd00:200::10); the stranger (.20, ::20) is in none of them
+mapfile -t BIG < <(awk 'BEGIN {
+    for (i = 0; i < 1500; i++) printf "198.19.%d.%d\n", int(i / 250), i % 250 + 1
+    for (i = 0; i < 500; i++) printf "198.18.%d.%d\n", 100 + int(i / 100), (i % 100) * 2 + 1
+    for (i = 0; i < 300; i++) printf "fd00:300::%x\n", i * 3 + 1 }')
+P6B=$(printf '%s\n' "${BIG[@]}" 10.200.0.8/29 "$ALLOWED4" fd00:200::10/127 "$ALLOWED6" |
+    jq -Rsc 'split("\n") | map(select(length > 0)) | {ingress: {allow: [{ports: [8080, 8443], sources: .}]}}')
+t0=$(date +%s%N)
+if nft_apply "2,300 overlapping sources" "$P6B"; then
+    t_figure "nftables dataplane, 2,300 sources: apply + no-op run $((($(date +%s%N) - t0) / 1000000)) ms"
+    mapfile -t P < <(reach_specs allowed dnat; reach_specs denied timeout)
+    T_PRE="2,300 overlapping sources: " expect_probes "${P[@]}"
+fi
+if nft_apply "families ipv4" '{"families":["ipv4"]}'; then
+    T_PRE="families ipv4: " expect_probes \
+        "denied v4 -> host:8080|$NS_DENIED|$HOST4|8080|timeout" \
+        "denied v6 -> host:8080 (IPv6 not managed)|$NS_DENIED|$HOST6|8080|dnat" \
+        "allowed v4 -> host:8080|$NS_ALLOWED|$HOST4|8080|dnat"
 fi
 
 # ================================================================ 7. audit, logging
@@ -260,12 +302,18 @@ fi
 # ================================================================ 9. bad input
 nft_bad "dataplane bogus" '{"dataplane":"bogus"}' 'dataplane'
 nft_bad "bad source with the nftables dataplane" '{"ingress":{"allow":[{"ports":[8080],"sources":["987.65.432.1"]}]}}' 'sources'
+nft_bad "dataplane not a string" '{"dataplane":true}' 'dataplane'
+nft_bad "rules_nft not a string" '{"rules_nft":["x"]}' 'rules_nft'
 nft_bad "source prefix /129" '{"ingress":{"allow":[{"ports":[8080],"sources":["fd00::/129"]}]}}' 'sources'
 
 # ================================================================ 10. back to the default policy; the held connections
 if t_dfwn_ok "default policy again" '{}'; then
     base_probes "default policy again"
     held "after every scenario"
+    # external_interfaces left out: the interfaces that hold a default route (eth0), the same table
+    if t_dfwn_ok "default external_interfaces" '{"external_interfaces":null}'; then
+        t_changed "default external_interfaces (eth0 holds the default routes): changed=false" false
+    fi
 fi
 
 # ================================================================ 11. iptables layouts: wipes, switching
@@ -299,10 +347,17 @@ if [ -z "$NFTL" ]; then
     fi
 
     # nftables -> iptables -> nftables
-    if t_dfw_ok "switch to iptables: apply" '{"dataplane":"iptables"}'; then
+    # (rules_nft given, so the run knows which file held the table)
+    if t_dfwn_ok "switch to iptables: apply" '{"dataplane":"iptables"}'; then
         t_changed "switch to iptables: reports changed" true
         t_eq "switch to iptables: result dataplane" iptables "$(dfw_q .dataplane)"
         t_eq "switch to iptables: our table is gone" "" "$(our_table)"
+        nf=$RULES_DIR/docker_firewall.nft
+        if [ -e "$nf" ]; then
+            t_eq "switch to iptables: rules_nft no longer defines the table" 0 "$(grep -c 'table inet docker_firewall {' "$nf")" "$(head -20 "$nf")"
+        else
+            ok "switch to iptables: rules_nft no longer defines the table (file removed)"
+        fi
         check "switch to iptables: DFW- chains are live" test "$(ipt_owned_count)" -gt 0
         mapfile -t P < <(reach_specs allowed dnat 8080; reach_specs denied timeout)
         T_PRE="switched to iptables: " expect_probes "${P[@]}"
@@ -311,6 +366,10 @@ if [ -z "$NFTL" ]; then
         t_changed "switch to nftables again: reports changed" true
         t_eq "switch to nftables again: no DFW- chain or docker_firewall: rule left" 0 "$(ipt_owned_count)" "$(owned_snap)"
         t_match "switch to nftables again: the table is live" '^table inet docker_firewall \{' "$(our_table)"
+        for f in 4 6; do
+            t_eq "switch to nftables again: rules.v$f holds no docker_firewall rule (a boot would bring them back)" 0 \
+                "$(cat "$RULES_DIR/rules.v$f" 2>/dev/null | grep -c 'docker_firewall:')"
+        done
         mapfile -t P < <(reach_specs allowed dnat 8080; reach_specs denied timeout)
         T_PRE="switched to nftables again: " expect_probes "${P[@]}"
     fi
@@ -345,6 +404,12 @@ if t_dfwn_ok "absent" '{"state":"absent"}'; then
     t_eq "absent: no DFW- chain or docker_firewall: rule" 0 "$(ipt_owned_count)"
     docker_state "$T_DIR/docker-after"
     t_same "absent: Docker's state byte-identical to before the module" "$T_DIR/docker-pristine" "$T_DIR/docker-after"
+    nf=$RULES_DIR/docker_firewall.nft
+    if [ -e "$nf" ]; then
+        t_eq "absent: rules_nft no longer defines the table (a boot would bring it back)" 0 "$(grep -c 'table inet docker_firewall {' "$nf")" "$(head -20 "$nf")"
+    else
+        ok "absent: rules_nft no longer defines the table (file removed)"
+    fi
     mapfile -t P < <(reach_specs denied dnat)
     T_PRE="absent (the hole is back): " expect_probes "${P[@]}"
     if t_dfwn_ok "absent again" '{"state":"absent"}'; then

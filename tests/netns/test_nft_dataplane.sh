@@ -21,7 +21,9 @@
 #  - iptables layouts: switching dataplane iptables -> nftables removes every DFW- chain and hook,
 #    and back; a firewalld-style wipe of every iptables chain (Docker then recreates its own) and a
 #    ufw-style `iptables-restore --noflush` declaring :DOCKER-USER leave the stranger outside;
-#  - a port Docker publishes after the run is judged on its way to the bridge (original port);
+#  - a port Docker publishes after the run, and a container reached directly (routed mode), are
+#    judged on the way to the bridge (original port); a Docker restart (dockernft: its tables
+#    deleted and re-created) leaves our table alone;
 #  - state absent (check mode first) removes the table and leaves Docker's state byte-identical;
 #  - IPv4-only networks (no IPv6 DNAT; docker-proxy serves IPv6 published ports): IPv6 is judged too.
 # layouts: docker20 docker28 dockernft
@@ -379,7 +381,8 @@ fi
 # The run does not know 9090; the connection is DNAT-ed to c1 and judged on its way to the bridge
 # (forward), on the original destination port: the entry for 9090 lets the allowed client in.
 P11=$(dfw_base | jq -c --arg a4 "$ALLOWED4" --arg a6 "$ALLOWED6" \
-    '{ingress: {allow: (.ingress.allow + [{ports: [9090], sources: [$a4, $a6], comment: "late"}])}}')
+    '{ingress: {allow: (.ingress.allow + [{ports: [9090], sources: [$a4, $a6], comment: "late"},
+        {ports: [80], sources: [$a4, $a6], comment: "routed"}])}}')
 if nft_apply "late publish" "$P11"; then
     if lab_publish 9090 >"$T_DIR/publish.log" 2>&1; then
         ok "late publish: Docker publishes 9090 -> c1:80 after the run"
@@ -388,7 +391,42 @@ if nft_apply "late publish" "$P11"; then
     else
         not_ok "late publish: Docker publishes 9090 -> c1:80 after the run" "$(cat "$T_DIR/publish.log")"
     fi
-    docker_state "$T_DIR/docker-pristine" # Docker's own change: the reference for absent
+    # routed access (a network in routed mode: no "DROP DIRECT ACCESS"): clients that route to the
+    # containers' networks; the new connection is judged on its way to the bridge
+    case $LAYOUT in
+        dockernft) lab_nft flush chain ip docker-bridges raw-PREROUTING && lab_nft flush chain ip6 docker-bridges raw-PREROUTING ;;
+        docker28) ipt -t raw -F PREROUTING && ipt6 -t raw -F PREROUTING ;;
+    esac
+    for ns in "$NS_ALLOWED" "$NS_DENIED"; do
+        ip -n "$ns" route add 10.200.1.0/24 via "$HOST4"
+        ip -n "$ns" -6 route add fd00:201::/64 via "$HOST6"
+    done
+    T_PRE="routed access: " expect_probes \
+        "allowed -> c1:80 directly|$NS_ALLOWED|$C1_4|80|dnat" \
+        "allowed -> [c1]:80 directly|$NS_ALLOWED|$C1_6|80|dnat" \
+        "denied -> c1:80 directly|$NS_DENIED|$C1_4|80|timeout" \
+        "denied -> [c1]:80 directly|$NS_DENIED|$C1_6|80|timeout"
+    docker_state "$T_DIR/docker-pristine" # Docker's own changes: the reference for absent
+fi
+
+# Docker's nftables backend re-creates its tables when the daemon starts: ours is not touched
+if [ -n "$NFTL" ]; then
+    if t_dfwn_ok "a run after the late publish" "$P11"; then
+        t_changed "a run after the late publish adds 9090 to the published ports" true
+        t_match "a run after the late publish: 9090 in prerouting" 'dport \{[^}]*9090' "$(our_table)"
+    fi
+    our_table >"$T_DIR/table-before-restart"
+    lab_nft delete table ip docker-bridges && lab_nft delete table ip6 docker-bridges
+    { lab_docker_nft 4 | lab_nft -f - && lab_docker_nft 6 | lab_nft -f -; } || not_ok "Docker restart: tables re-created"
+    lab_publish 9090 >>"$T_DIR/publish.log" 2>&1 # (listeners already run; the DNAT rules again)
+    our_table >"$T_DIR/table-after-restart"
+    t_same "Docker restart: our table untouched" "$T_DIR/table-before-restart" "$T_DIR/table-after-restart"
+    mapfile -t P < <(reach_specs allowed dnat 8080; reach_specs denied timeout)
+    T_PRE="after a Docker restart: " expect_probes "${P[@]}"
+    if t_dfwn_ok "after a Docker restart: a run" "$P11"; then
+        t_changed "after a Docker restart: nothing to change" false
+    fi
+    docker_state "$T_DIR/docker-pristine" # (raw drops back, as a restart writes them)
 fi
 
 # ================================================================ 12. absent

@@ -25,7 +25,8 @@
 #    judged on the way to the bridge (original port); a Docker restart (dockernft: its tables
 #    deleted and re-created) leaves our table alone;
 #  - state absent (check mode first) removes the table and leaves Docker's state byte-identical;
-#  - IPv4-only networks (no IPv6 DNAT; docker-proxy serves IPv6 published ports): IPv6 is judged too.
+#  - IPv4-only networks (no IPv6 DNAT; docker-proxy serves IPv6 published ports): IPv6 is judged too;
+#  - dockernft with the userland proxy off (Docker's other DNAT shape).
 # layouts: docker20 docker28 dockernft
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -230,6 +231,18 @@ if nft_apply "audit" '{"audit":true}'; then
     t_eq "audit: nothing dropped by the table" 0 "$(trace_drops)" "$(grep -E 'inet docker_firewall .*verdict drop' "$TRACE_OUT" | head -3)"
 fi
 
+if nft_apply "egress audit" '{"audit":true,"egress":{"deny_private":true}}'; then
+    trace_start "$C1_4" "$C1_6"
+    eg_flush_neigh
+    T_PRE="egress audit: " eg_expect \
+        "c1 -> svc:22 (would be blocked)|$NS_C1|$SVC4|22|open:svc" \
+        "c1 -> [svc]:22 (would be blocked)|$NS_C1|$SVC6|22|open:svc"
+    trace_stop
+    check "egress audit: the audit log rule matched ($(trace_log_hits) log hits)" test "$(trace_log_hits)" -ge 2
+    t_match "egress audit: the log prefix says out-audit" 'log prefix "docker-fw out-audit ' "$(trace_log_lines | head -1)"
+    t_eq "egress audit: nothing dropped by the table" 0 "$(trace_drops)"
+fi
+
 if nft_apply "log rate 1/hour" '{"log":{"rate":"1/hour"}}'; then
     # a bucket no earlier probe used: stranger -> the host's second address, port 8443
     trace_start "$DENIED4"
@@ -315,6 +328,11 @@ if t_dfwn_ok "default policy again" '{}'; then
     # external_interfaces left out: the interfaces that hold a default route (eth0), the same table
     if t_dfwn_ok "default external_interfaces" '{"external_interfaces":null}'; then
         t_changed "default external_interfaces (eth0 holds the default routes): changed=false" false
+    fi
+    if nft_apply "external_interfaces [eth+]" '{"external_interfaces":["eth+"]}'; then
+        mapfile -t P < <(reach_specs allowed dnat 8080; reach_specs denied timeout)
+        T_PRE="external_interfaces [eth+]: " expect_probes "${P[@]}"
+        t_dfwn_ok "external_interfaces back to [eth0]" '{}'
     fi
 fi
 
@@ -474,6 +492,22 @@ if nft_apply "IPv4-only networks" '{}'; then
         "denied v6 -> host:8443 (docker-proxy)|$NS_DENIED|$HOST6|8443|timeout" \
         "denied v4 -> host:8080|$NS_DENIED|$HOST4|8080|timeout" \
         "c1 v4 -> net|$NS_C1|$NET4|$NET_PORT|open"
+fi
+
+# ================================================================ 14. dockernft, userland proxy off
+# (Docker's DNAT rules without `iifname !=`, masquerade from the host: the published ports are read
+# from this shape too)
+if [ -n "$NFTL" ]; then
+    lab_down
+    # shellcheck disable=SC2034  # both read by lab_up (tests/lab/lab.sh)
+    LAB_IPV6=nat LAB_PROXY=off
+    t_lab_up
+    new_rules_dir
+    if nft_apply "userland proxy off" '{}'; then
+        t_match "userland proxy off: the published TCP ports are judged in prerouting" 'tcp dport \{ 8007, 8080, 8443 \}' "$(our_table)"
+        mapfile -t P < <(reach_specs allowed dnat; reach_specs denied timeout; outbound_specs)
+        T_PRE="userland proxy off: " expect_probes "${P[@]}"
+    fi
 fi
 
 t_done

@@ -26,7 +26,8 @@
 #    deleted and re-created) leaves our table alone;
 #  - state absent (check mode first) removes the table and leaves Docker's state byte-identical;
 #  - IPv4-only networks (no IPv6 DNAT; docker-proxy serves IPv6 published ports): IPv6 is judged too;
-#  - dockernft with the userland proxy off (Docker's other DNAT shape).
+#  - dockernft with the userland proxy off (Docker's other DNAT shape);
+#  - dockernft: auto while Docker's tables are gone for a while, then back: the ports are protected.
 # layouts: docker20 docker28 dockernft
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -507,6 +508,25 @@ if [ -n "$NFTL" ]; then
         t_match "userland proxy off: the published TCP ports are judged in prerouting" 'tcp dport \{ 8007, 8080, 8443 \}' "$(our_table)"
         mapfile -t P < <(reach_specs allowed dnat; reach_specs denied timeout; outbound_specs)
         T_PRE="userland proxy off: " expect_probes "${P[@]}"
+    fi
+fi
+
+# ================================================================ 15. dockernft: auto while Docker's tables are gone
+# (dockerd stopped and its tables removed, or `nft flush ruleset` by nftables.service): whatever an
+# auto run does meanwhile, once Docker's tables are back an auto run must protect the ports again
+if [ -n "$NFTL" ]; then
+    if t_dfwn_ok "auto, Docker's tables present" '{"dataplane":"auto"}'; then
+        t_eq "auto, Docker's tables present: dataplane" nftables "$(dfw_q .dataplane)"
+    fi
+    lab_nft delete table ip docker-bridges && lab_nft delete table ip6 docker-bridges
+    if t_dfwn_ok "auto, Docker's tables gone: a run" '{"dataplane":"auto"}'; then
+        diag "auto with Docker's tables gone chose $(dfw_q .dataplane): $(dfw_q .msg)"
+    fi
+    { lab_docker_nft 4 | lab_nft -f - && lab_docker_nft 6 | lab_nft -f -; } || not_ok "Docker's tables re-created"
+    if t_dfwn_ok "auto, Docker's tables back: a run" '{"dataplane":"auto"}'; then
+        t_eq "auto, Docker's tables back: dataplane" nftables "$(dfw_q .dataplane)" "$(dfw_show)"
+        mapfile -t P < <(reach_specs allowed dnat 8080; reach_specs denied timeout)
+        T_PRE="auto, Docker's tables back: " expect_probes "${P[@]}"
     fi
 fi
 

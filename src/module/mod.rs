@@ -3,29 +3,31 @@
 //! must plan to nothing. The phases live in their own files, in the order a run takes them.
 
 mod apply;
+mod checks;
+mod dataplane;
+mod docker;
 pub mod exposure;
+mod iptables;
 mod nftables;
 pub mod policy_file;
 mod read;
 mod report;
 
 use crate::core::args::parse_args_text;
-use crate::core::desired::{
-    DOCKER_USER, DockerFacts, PublishedPort, bridges_to_guard, desired_state,
-};
-use crate::core::lockout::{Management, deny_host_refusal, external_interface_refusal};
+use crate::core::desired::{PublishedPort, desired_state};
 use crate::core::nft::desired::desired_table;
 use crate::core::owned::{DesiredState, LiveState};
 use crate::core::plan::{FamilyPlan, plan};
-use crate::core::policy::{Backend, Config, Dataplane, DataplaneChoice, Family, State, Strategy};
+use crate::core::policy::{Config, Dataplane, Family, State};
 use crate::core::rules_file::updated_content;
+use crate::core::save::Ruleset;
 use crate::system::System;
 use anyhow::{Context, Result, anyhow, bail};
-use apply::{apply, persist, roll_back};
+use dataplane::apply_all;
+use docker::DockerView;
+use iptables::IptablesRun;
 use nftables::NftRun;
-pub use read::parse_saved;
-use read::{choose_backend, has_docker_chains};
-use report::{diff_entries, summary};
+pub use read::{HostRead, parse_saved, read_host};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -116,49 +118,37 @@ impl FileChange {
     pub(crate) fn changes(&self) -> bool {
         self.before != self.after
     }
-}
 
-/// The host's rulesets as iptables-save prints them, per family, on the backend that holds
-/// Docker's chains (or the one the config fixes), and warnings for the families skipped.
-/// Read-only: takes no lock, changes nothing.
-pub fn read_host(config: &Config, system: &dyn System) -> Result<HostRead> {
-    let (backend, mut first_text) = choose_backend(config, system)?;
-    let mut texts = Vec::new();
-    let mut warnings = Vec::new();
-    for &family in &config.families {
-        if !system.has_tools(family, backend) {
-            if family == Family::Ipv6 {
-                warnings.push(format!(
-                    "ipv6 skipped: ip6tables-{0}-save/ip6tables-{0}-restore are not installed",
-                    backend.name()
-                ));
-                continue;
-            }
-            bail!(
-                "ipv4: iptables-{0}-save/iptables-{0}-restore are not installed",
-                backend.name()
-            );
-        }
-        let text = match (family, first_text.take()) {
-            (Family::Ipv4, Some(text)) => text,
-            _ => system.save(family, backend)?,
+    /// `update PATH` or `remove PATH`.
+    pub(crate) fn summary(&self) -> String {
+        let verb = if self.after.is_some() {
+            "update"
+        } else {
+            "remove"
         };
-        texts.push((family, text));
+        format!("{verb} {}", self.path.display())
     }
-    Ok(HostRead {
-        backend,
-        texts,
-        warnings,
-    })
 }
 
-/// What [`read_host`] read.
-pub struct HostRead {
-    pub backend: Backend,
-    /// Per family, the save text.
-    pub texts: Vec<(Family, String)>,
-    /// The families skipped, and why.
-    pub warnings: Vec<String>,
+/// A rules file before and after, for diff mode.
+pub(crate) fn file_entry(file: &FileChange) -> DiffEntry {
+    let path = file.path.display();
+    let before_note = if file.before.is_some() {
+        ""
+    } else {
+        " (absent)"
+    };
+    let after_note = if file.after.is_some() {
+        ""
+    } else {
+        " (removed)"
+    };
+    DiffEntry {
+        before: file.before.clone().unwrap_or_default(),
+        after: file.after.clone().unwrap_or_default(),
+        before_header: format!("{path}{before_note}"),
+        after_header: format!("{path}{after_note}"),
+    }
 }
 
 pub fn run(config: &Config, system: &dyn System) -> Result<Report> {
@@ -199,195 +189,36 @@ pub fn run_with(config: &Config, system: &dyn System, remembered: &Remembered) -
     let _lock = system
         .lock_run(std::time::Duration::from_secs(config.lock_timeout))
         .map_err(|e| anyhow!(e))?;
-    let mut warnings = Vec::new();
-    let external = match &config.external_interfaces {
-        Some(list) => list.clone(),
-        None => system.default_route_interfaces(),
-    };
-    if external.is_empty() && config.state == State::Present {
-        bail!(
-            "external_interfaces: not set, and no interface holds a default route; \
-             name the interfaces where outside traffic enters"
-        );
-    }
+    let external = external_interfaces(config, system)?;
+    // Read: nftables' table list, the iptables rulesets, what Docker shows.
     let nft_tables = system.nft_tables();
-    let docker_on_nft = nftables::docker_uses_nftables(nft_tables.as_deref());
-    let wants_nft = config.dataplane == DataplaneChoice::Fixed(Dataplane::Nftables);
-    let no_iptables = [Backend::Legacy, Backend::Nft]
+    let host = read::read_iptables(config, system, nft_tables.as_deref())?;
+    let rulesets = host
+        .texts
         .iter()
-        .all(|b| !system.has_tools(Family::Ipv4, *b));
-    let HostRead {
-        backend,
-        texts,
-        warnings: skipped,
-    } = if no_iptables && (docker_on_nft || wants_nft) {
-        // A host without iptables: nothing of ours can be there either.
-        HostRead {
-            backend: Backend::Nft,
-            texts: Vec::new(),
-            warnings: Vec::new(),
-        }
-    } else {
-        read_host(config, system)?
-    };
-    warnings.extend(skipped);
-    let rulesets = texts
-        .iter()
-        .map(|(family, text)| Ok((*family, parse_saved(text, *family, backend)?)))
+        .map(|(family, text)| Ok((*family, parse_saved(text, *family, host.backend)?)))
         .collect::<Result<Vec<_>>>()?;
-    let docker_in_iptables = rulesets.iter().any(|(_, r)| has_docker_chains(r));
-    let saw_docker = docker_in_iptables || docker_on_nft;
-    let has_docker_user = rulesets
-        .iter()
-        .any(|(_, r)| r.table("filter").is_some_and(|t| t.has_chain(DOCKER_USER)));
-    let dataplane = match config.dataplane {
-        DataplaneChoice::Fixed(d) => d,
-        DataplaneChoice::Auto if docker_on_nft && !has_docker_user => Dataplane::Nftables,
-        DataplaneChoice::Auto => Dataplane::Iptables,
-    };
-    if dataplane == Dataplane::Nftables {
-        nftables::require_nft(nft_tables.as_deref())?;
-    }
-    // Per iptables family, then per Docker nftables table: what Docker publishes.
-    let mut facts: Vec<DockerFacts> = rulesets.iter().map(|(_, r)| DockerFacts::read(r)).collect();
-    if let Some(tables) = nft_tables
-        .as_deref()
-        .filter(|_| docker_on_nft && dataplane == Dataplane::Nftables)
-    {
-        facts.extend(nftables::read_docker_facts(system, tables)?);
-    }
-    // What Docker's rules show in both families, before the remembered extras are added.
-    let seen = DockerFacts::default().with_ports_of(&facts);
-    let docker = Remembered {
-        published: seen.published,
-        bridges: seen.bridges,
-    };
-    if facts.is_empty() {
-        facts.push(DockerFacts::default());
-    }
-    if let Some(first) = facts.first_mut() {
-        // with_ports_of below shares the first family's extras with every family
-        first.published.extend(remembered.published.iter().cloned());
-        first.bridges.extend(remembered.bridges.iter().cloned());
-    }
-    if config.state == State::Present && config.audit && !config.log.enabled {
-        warnings.push(
-            "audit is on and log.enabled is off: nothing is denied and nothing is logged".into(),
-        );
-    }
-    if config.state == State::Present
-        && dataplane == Dataplane::Iptables
-        && config.strategy == Strategy::Prerouting
-        && facts.iter().all(|f| f.published.is_empty())
-    {
-        warnings.push(
-            "strategy prerouting gates the ports Docker publishes when the module runs, and none \
-             is published now: run the module again after starting containers, or use strategy \
-             both, whose DOCKER-USER filter also covers ports published later"
-                .into(),
-        );
-    }
-    if config.state == State::Present {
-        let mut bridges = Vec::new();
-        for f in &facts {
-            bridges.extend(bridges_to_guard(config, f));
-        }
-        let explicit = config.external_interfaces.is_some();
-        if let Some(why) = external_interface_refusal(&external, explicit, &bridges) {
-            bail!("{why}; nothing was changed");
-        }
-        if config.egress.deny_host {
-            let ssh = system.ssh_connection();
-            let management = ssh.as_deref().and_then(Management::parse);
-            let routes = system.routes();
-            if let Some(why) =
-                deny_host_refusal(&config.egress, management.as_ref(), &routes, &bridges)
-            {
-                bail!("{why}; nothing was changed");
-            }
-        }
-    }
-    let mut runs: Vec<FamilyRun> = Vec::new();
-    for ((family, ruleset), own) in rulesets.iter().zip(&facts) {
-        let live = LiveState::from_ruleset(ruleset);
-        let desired = match dataplane {
-            Dataplane::Iptables => {
-                desired_state(config, *family, &external, &own.with_ports_of(&facts))
-            }
-            // Switching dataplanes removes what the other one owned.
-            Dataplane::Nftables => DesiredState::default(),
-        };
-        let plan = plan(&live, &desired);
-        runs.push(FamilyRun {
-            family: *family,
-            live,
-            desired,
-            plan,
-            after: None,
-            file: None,
-        });
-    }
-
-    if config.state == State::Present
-        && dataplane == Dataplane::Iptables
-        && docker_on_nft
-        && !docker_in_iptables
-    {
-        bail!(
-            "dataplane: Docker runs its nftables firewall backend (Docker 29+, firewall-backend \
-             nftables): it has no DOCKER-USER chain and does not read iptables rules, so the \
-             iptables dataplane would write rules nothing reads. Use dataplane: nftables (or \
-             auto); nothing was changed"
-        );
-    }
-    let nft_desired = match dataplane {
-        Dataplane::Nftables => desired_table(
-            config,
-            &external,
-            &DockerFacts::default().with_ports_of(&facts),
-        ),
+    let docker = DockerView::read(config, system, &rulesets, nft_tables.as_deref(), remembered)?;
+    let mut warnings = host.warnings.clone();
+    warnings.extend(checks::warnings_and_refusals(
+        config, system, &external, &docker,
+    )?);
+    // Plan every dataplane: the chosen one gets the policy, the other one nothing.
+    let mut runs = plan_families(config, &external, &rulesets, &docker);
+    let nft_desired = match docker.dataplane {
+        Dataplane::Nftables => desired_table(config, &external, &docker.all()),
         Dataplane::Iptables => None,
     };
     let mut nft_run = NftRun::plan(system, nft_tables.as_deref(), nft_desired)?;
     if config.diff {
         nft_run.read_before_text(system);
     }
-    if config.state == State::Present && !saw_docker {
-        warnings.push(
-            "Docker's chains were not found (is Docker running?); the hooks were put in place \
-             so the policy holds as soon as Docker starts"
-                .into(),
-        );
-    }
-
     if config.persist {
-        for r in &mut runs {
-            let path = config.rules_file(r.family).clone();
-            let before = system
-                .read_file(&path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            let after = updated_content(before.as_deref(), &r.desired);
-            r.file = Some(FileChange {
-                path,
-                before,
-                after,
-            });
-        }
-        let path = config.rules_nft.clone();
-        let before = system
-            .read_file(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let after = nftables::file_content(nft_run.desired.as_ref());
-        nft_run.file = Some(FileChange {
-            path,
-            before,
-            after,
-        });
+        prepare_files(config, system, &mut runs, &mut nft_run)?;
     }
-
     // The exposure analysis walks iptables rules; the nftables dataplane's table is not modelled.
-    let exposures = if config.analyse_exposure && dataplane == Dataplane::Iptables {
-        let published = facts.iter().map(|f| f.published.len()).sum();
+    let exposures = if config.analyse_exposure && docker.dataplane == Dataplane::Iptables {
+        let published = docker.facts.iter().map(|f| f.published.len()).sum();
         match exposure::before_and_after(&runs, &rulesets, published, &external, system) {
             Ok(pair) => Some(pair),
             Err(e) => {
@@ -398,107 +229,112 @@ pub fn run_with(config: &Config, system: &dyn System, remembered: &Remembered) -
     } else {
         None
     };
-    let live_changes = runs.iter().any(|r| !r.plan.is_empty()) || !nft_run.is_empty();
-    let files: Vec<&FileChange> = runs
-        .iter()
-        .filter_map(|r| r.file.as_ref())
-        .chain(nft_run.file.as_ref())
-        .collect();
-    let file_changes = files.iter().any(|f| f.changes());
-    let mut persisted = Vec::new();
-    if !config.check_mode {
-        // The dataplane that protects goes in first, then the other one's rules go.
-        if dataplane == Dataplane::Nftables {
-            nft_run
-                .apply(system)
-                .map_err(|e| e.context(nft_run.roll_back(system)))?;
-            if let Err(e) = apply(&mut runs, system, backend) {
-                return Err(e.context(nft_run.roll_back(system)));
-            }
-        } else {
-            apply(&mut runs, system, backend)?;
-            if let Err(e) = nft_run.apply(system) {
-                let undo = format!(
-                    "{}, {}",
-                    nft_run.roll_back(system),
-                    roll_back(&runs, system, backend)
-                );
-                return Err(e.context(undo));
-            }
-        }
-        let files: Vec<&FileChange> = runs
-            .iter()
-            .filter_map(|r| r.file.as_ref())
-            .chain(nft_run.file.as_ref())
-            .collect();
-        if let Err(e) = persist(&files, system, &mut persisted) {
-            let undo = format!(
-                "{}, {}",
-                nft_run.roll_back(system),
-                roll_back(&runs, system, backend)
-            );
-            return Err(e.context(undo));
-        }
-    }
-
-    let changed = live_changes || file_changes;
-    let mut rules: BTreeMap<String, String> = runs
-        .iter()
-        .map(|r| {
-            let text = match (&r.after, config.check_mode) {
-                (Some(after), _) => after.render(),
-                (None, true) => r.desired.render(&BTreeMap::new()),
-                (None, false) => r.live.render(),
-            };
-            (r.family.name().to_string(), text)
-        })
-        .collect();
-    let mut plan: BTreeMap<String, Vec<String>> = runs
-        .iter()
-        .map(|r| (r.family.name().to_string(), r.plan.actions()))
-        .collect();
-    if dataplane == Dataplane::Nftables || !nft_run.is_empty() {
-        let text = nft_run
-            .desired
-            .as_ref()
-            .map(|d| d.render())
-            .unwrap_or_default();
-        rules.insert("nftables".into(), text);
-        plan.insert("nftables".into(), nft_run.actions());
-    }
-    let exposure_changes = exposures
-        .as_ref()
-        .map(|(before, after)| exposure::changes_in_words(before, after))
-        .unwrap_or_default();
-    let diff = config.diff.then(|| {
-        let mut entries = diff_entries(&runs, backend, &nft_run);
-        if let (Some((before, after)), false) = (&exposures, exposure_changes.is_empty()) {
-            entries.push(DiffEntry {
-                before: exposure::lines(before),
-                after: exposure::lines(after),
-                before_header: "who can reach the published ports, before".into(),
-                after_header: "who can reach the published ports, after".into(),
-            });
-        }
-        entries
-    });
-    let (exposure_before, exposure) = match exposures {
-        Some((before, after)) => (config.check_mode.then_some(before), Some(after)),
-        None => (None, None),
+    let mut iptables = IptablesRun {
+        runs,
+        backend: host.backend,
     };
-    Ok(Report {
+    let changed = [&iptables as &dyn dataplane::Dataplane, &nft_run]
+        .iter()
+        .any(|d| !d.is_empty() || d.files().iter().any(|f| f.changes()));
+    let mut ordered: [&mut dyn dataplane::Dataplane; 2] = match docker.dataplane {
+        Dataplane::Nftables => [&mut nft_run, &mut iptables],
+        Dataplane::Iptables => [&mut iptables, &mut nft_run],
+    };
+    let persisted = if config.check_mode {
+        Vec::new()
+    } else {
+        apply_all(&mut ordered, system)?
+    };
+    let [first, second] = ordered;
+    Ok(report::build(report::Outcome {
+        config,
+        dataplanes: [&*first, &*second],
+        dataplane: docker.dataplane,
+        backend: host.backend,
         changed,
-        msg: summary(&runs, &nft_run, config, changed),
-        dataplane: dataplane.name().to_string(),
-        backend: backend.name().to_string(),
-        rules,
         persisted,
         warnings,
-        plan,
-        diff,
-        exposure,
-        exposure_before,
-        exposure_changes,
-        docker,
-    })
+        exposures,
+        docker: docker.seen,
+    }))
+}
+
+/// The configured external interfaces, else those holding a default route.
+fn external_interfaces(config: &Config, system: &dyn System) -> Result<Vec<String>> {
+    let external = match &config.external_interfaces {
+        Some(list) => list.clone(),
+        None => system.default_route_interfaces(),
+    };
+    if external.is_empty() && config.state == State::Present {
+        bail!(
+            "external_interfaces: not set, and no interface holds a default route; \
+             name the interfaces where outside traffic enters"
+        );
+    }
+    Ok(external)
+}
+
+/// Per iptables family: what we own live, what the policy wants there, and the plan between.
+fn plan_families(
+    config: &Config,
+    external: &[String],
+    rulesets: &[(Family, Ruleset)],
+    docker: &DockerView,
+) -> Vec<FamilyRun> {
+    rulesets
+        .iter()
+        .enumerate()
+        .map(|(index, (family, ruleset))| {
+            let live = LiveState::from_ruleset(ruleset);
+            let desired = match docker.dataplane {
+                Dataplane::Iptables => {
+                    desired_state(config, *family, external, &docker.for_family(index))
+                }
+                // Switching dataplanes removes what the other one owned.
+                Dataplane::Nftables => DesiredState::default(),
+            };
+            let plan = plan(&live, &desired);
+            FamilyRun {
+                family: *family,
+                live,
+                desired,
+                plan,
+                after: None,
+                file: None,
+            }
+        })
+        .collect()
+}
+
+/// The rules files as they are and as the plan leaves them.
+fn prepare_files(
+    config: &Config,
+    system: &dyn System,
+    runs: &mut [FamilyRun],
+    nft_run: &mut NftRun,
+) -> Result<()> {
+    let read = |path: &Path| {
+        system
+            .read_file(path)
+            .with_context(|| format!("cannot read {}", path.display()))
+    };
+    for r in runs.iter_mut() {
+        let path = config.rules_file(r.family).clone();
+        let before = read(&path)?;
+        let after = updated_content(before.as_deref(), &r.desired);
+        r.file = Some(FileChange {
+            path,
+            before,
+            after,
+        });
+    }
+    let path = config.rules_nft.clone();
+    let before = read(&path)?;
+    let after = nftables::file_content(nft_run.desired.as_ref());
+    nft_run.file = Some(FileChange {
+        path,
+        before,
+        after,
+    });
+    Ok(())
 }

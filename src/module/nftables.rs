@@ -2,7 +2,8 @@
 //! tables, plan (replace the table, delete it, or nothing), apply in one `nft -f` transaction,
 //! read back, and roll back by feeding the listing read before the run back to nft.
 
-use super::FileChange;
+use super::dataplane::Dataplane;
+use super::{DiffEntry, FileChange, file_entry};
 use crate::core::desired::DockerFacts;
 use crate::core::nft::docker::{DOCKER_TABLE, docker_facts};
 use crate::core::nft::live::{TableView, parse_view};
@@ -86,11 +87,7 @@ impl NftRun {
         })
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.plan == NftPlan::Nothing
-    }
-
-    pub(crate) fn actions(&self) -> Vec<String> {
+    fn table_actions(&self) -> Vec<String> {
         let id = table_id();
         match (self.plan, &self.desired) {
             (NftPlan::Replace, Some(d)) => vec![format!(
@@ -119,7 +116,7 @@ impl NftRun {
     }
 
     /// One `nft -f` transaction, then the read-back must show the planned table (or none).
-    pub(crate) fn apply(&self, system: &dyn System) -> Result<()> {
+    fn apply_script(&self, system: &dyn System) -> Result<()> {
         let Some(script) = self.script() else {
             return Ok(());
         };
@@ -139,13 +136,13 @@ impl NftRun {
         } else {
             Err(anyhow!(
                 "nftables: the table read back after nft -f differs from the plan; still to do: {}",
-                after.actions().join("; ")
+                after.table_actions().join("; ")
             ))
         }
     }
 
     /// Puts our table back as it was before the run; says what happened.
-    pub(crate) fn roll_back(&self, system: &dyn System) -> String {
+    fn restore_before(&self, system: &dyn System) -> String {
         if self.is_empty() {
             return "nftables unchanged".into();
         }
@@ -169,6 +166,66 @@ impl NftRun {
                 .nft(&["list", "table", TABLE_FAMILY, TABLE_NAME], None)
                 .unwrap_or_else(|e| format!("# cannot list the table: {e}\n"));
         }
+    }
+}
+
+impl Dataplane for NftRun {
+    fn is_empty(&self) -> bool {
+        self.plan == NftPlan::Nothing
+    }
+
+    fn rules(&self, _check_mode: bool) -> Vec<(String, String)> {
+        if self.desired.is_none() && self.live.is_none() {
+            return Vec::new();
+        }
+        let text = self.desired.as_ref().map(Table::render).unwrap_or_default();
+        vec![("nftables".into(), text)]
+    }
+
+    fn actions(&self) -> Vec<(String, Vec<String>)> {
+        if self.desired.is_none() && self.live.is_none() {
+            return Vec::new();
+        }
+        vec![("nftables".into(), self.table_actions())]
+    }
+
+    fn summary(&self) -> Vec<String> {
+        let mut parts = self.table_actions();
+        parts.extend(
+            self.file
+                .iter()
+                .filter(|f| f.changes())
+                .map(FileChange::summary),
+        );
+        parts
+    }
+
+    fn diff_entries(&self) -> Vec<DiffEntry> {
+        let mut out = Vec::new();
+        if !self.is_empty() {
+            let id = table_id();
+            out.push(DiffEntry {
+                before: self.before_text.clone(),
+                after: self.desired.as_ref().map(Table::render).unwrap_or_default(),
+                before_header: format!("nftables table {id}, live"),
+                after_header: format!("nftables table {id}, planned"),
+            });
+        }
+        out.extend(self.file.iter().filter(|f| f.changes()).map(file_entry));
+        out
+    }
+
+    fn files(&self) -> Vec<&FileChange> {
+        self.file.iter().collect()
+    }
+
+    fn apply(&mut self, system: &dyn System) -> Result<()> {
+        self.apply_script(system)
+            .map_err(|e| e.context(self.restore_before(system)))
+    }
+
+    fn roll_back(&self, system: &dyn System) -> String {
+        self.restore_before(system)
     }
 }
 

@@ -1,6 +1,6 @@
 //! Reading the host: which iptables backend holds Docker's chains, and its rulesets parsed.
 
-use crate::core::policy::{Backend, BackendChoice, Config, Family};
+use crate::core::policy::{Backend, BackendChoice, Config, Dataplane, DataplaneChoice, Family};
 use crate::core::save::{Ruleset, incompatible_table_note, parse_save};
 use crate::system::System;
 use anyhow::{Context, Result, anyhow, bail};
@@ -33,7 +33,7 @@ fn docker_weight(ruleset: &Ruleset) -> usize {
         .sum()
 }
 
-pub(super) fn has_docker_chains(ruleset: &Ruleset) -> bool {
+pub(crate) fn has_docker_chains(ruleset: &Ruleset) -> bool {
     ruleset
         .tables
         .iter()
@@ -68,10 +68,7 @@ pub(super) fn iptables_name(family: Family) -> &'static str {
 }
 
 /// The backend to use, and the IPv4 save text already read while choosing it.
-pub(super) fn choose_backend(
-    config: &Config,
-    system: &dyn System,
-) -> Result<(Backend, Option<String>)> {
+fn choose_backend(config: &Config, system: &dyn System) -> Result<(Backend, Option<String>)> {
     if let BackendChoice::Fixed(backend) = config.backend {
         if !config
             .families
@@ -110,4 +107,68 @@ pub(super) fn choose_backend(
             anyhow!("iptables is not installed (no iptables-save/iptables-restore found)")
         })?;
     Ok((fallback, None))
+}
+
+/// The host's rulesets as iptables-save prints them, per family, on the backend that holds
+/// Docker's chains (or the one the config fixes), and warnings for the families skipped.
+/// Read-only: takes no lock, changes nothing.
+pub fn read_host(config: &Config, system: &dyn System) -> Result<HostRead> {
+    let (backend, mut first_text) = choose_backend(config, system)?;
+    let mut texts = Vec::new();
+    let mut warnings = Vec::new();
+    for &family in &config.families {
+        if !system.has_tools(family, backend) {
+            if family == Family::Ipv6 {
+                warnings.push(format!(
+                    "ipv6 skipped: ip6tables-{0}-save/ip6tables-{0}-restore are not installed",
+                    backend.name()
+                ));
+                continue;
+            }
+            bail!(
+                "ipv4: iptables-{0}-save/iptables-{0}-restore are not installed",
+                backend.name()
+            );
+        }
+        let text = match (family, first_text.take()) {
+            (Family::Ipv4, Some(text)) => text,
+            _ => system.save(family, backend)?,
+        };
+        texts.push((family, text));
+    }
+    Ok(HostRead {
+        backend,
+        texts,
+        warnings,
+    })
+}
+
+/// What [`read_host`] read.
+pub struct HostRead {
+    pub backend: Backend,
+    /// Per family, the save text.
+    pub texts: Vec<(Family, String)>,
+    /// The families skipped, and why.
+    pub warnings: Vec<String>,
+}
+
+/// [`read_host`], except on a host without iptables whose policy goes to nftables (Docker's
+/// nftables backend, or `dataplane: nftables`): nothing of ours can be in iptables there.
+pub(super) fn read_iptables(
+    config: &Config,
+    system: &dyn System,
+    nft_tables: Option<&str>,
+) -> Result<HostRead> {
+    let wants_nft = config.dataplane == DataplaneChoice::Fixed(Dataplane::Nftables);
+    let no_iptables = [Backend::Legacy, Backend::Nft]
+        .iter()
+        .all(|b| !system.has_tools(Family::Ipv4, *b));
+    if no_iptables && (wants_nft || super::nftables::docker_uses_nftables(nft_tables)) {
+        return Ok(HostRead {
+            backend: Backend::Nft,
+            texts: Vec::new(),
+            warnings: Vec::new(),
+        });
+    }
+    read_host(config, system)
 }

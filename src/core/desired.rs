@@ -19,18 +19,11 @@ use super::policy::{AllowEntry, Config, EgressAllow, Family, State, Verdict};
 use super::rule::{Rule, RuleBuilder, quote, tag_hash};
 use super::save::{Ruleset, option_value, split_args, target};
 
-pub const INGRESS: &str = "DFW-INGRESS";
-pub const INGRESS_POLICY: &str = "DFW-INGRESS-POLICY";
-pub const GATE: &str = "DFW-GATE";
-pub const GATE_POLICY: &str = "DFW-GATE-POLICY";
-pub const PROXY_GUARD: &str = "DFW-PROXY-GUARD";
-pub const INGRESS_DENY: &str = "DFW-INGRESS-DENY";
-pub const EGRESS: &str = "DFW-EGRESS";
-pub const EGRESS_POLICY: &str = "DFW-EGRESS-POLICY";
-pub const HOST_GUARD: &str = "DFW-HOST-GUARD";
-pub const HOST_POLICY: &str = "DFW-HOST-POLICY";
-pub const EGRESS_DENY: &str = "DFW-EGRESS-DENY";
-pub const DOCKER_USER: &str = "DOCKER-USER";
+use super::names::{DOCKER, DOCKER_BRIDGE};
+pub use super::names::{
+    DOCKER_USER, EGRESS, EGRESS_DENY, EGRESS_POLICY, GATE, GATE_POLICY, HOST_GUARD, HOST_POLICY,
+    INGRESS, INGRESS_DENY, INGRESS_POLICY, PROXY_GUARD,
+};
 
 const REPLIES: &str = "-m conntrack --ctstate RELATED,ESTABLISHED";
 /// ICMPv6 a container must exchange with the host: MLD query/report/done, router and neighbour
@@ -106,7 +99,7 @@ fn forward_chain(ruleset: &Ruleset) -> &'static str {
         .rules_of("FORWARD")
         .find(|r| tag_hash(r.spec).is_none());
     let jumps_first = first_foreign.is_some_and(|r| target(r.spec).as_deref() == Some(DOCKER_USER));
-    if filter.has_chain("DOCKER") && !jumps_first {
+    if filter.has_chain(DOCKER) && !jumps_first {
         "FORWARD"
     } else {
         DOCKER_USER
@@ -119,7 +112,7 @@ fn published_ports(ruleset: &Ruleset) -> Vec<PublishedPort> {
     let Some(nat) = ruleset.table("nat") else {
         return ports;
     };
-    for rule in nat.rules_of("DOCKER") {
+    for rule in nat.rules_of(DOCKER) {
         let args = split_args(rule.spec);
         if option_value(&args, &["-j"]).as_deref() != Some("DNAT") {
             continue;
@@ -145,12 +138,12 @@ fn docker_bridges(ruleset: &Ruleset) -> Vec<String> {
         return bridges;
     };
     for rule in &filter.rules {
-        if rule.chain != "FORWARD" && rule.chain != "DOCKER-BRIDGE" {
+        if rule.chain != "FORWARD" && rule.chain != DOCKER_BRIDGE {
             continue;
         }
         let args = split_args(rule.spec);
         let negated = args.iter().any(|a| a == "!");
-        if negated || option_value(&args, &["-j"]).as_deref() != Some("DOCKER") {
+        if negated || option_value(&args, &["-j"]).as_deref() != Some(DOCKER) {
             continue;
         }
         if let Some(bridge) = option_value(&args, &["-o"])

@@ -4,6 +4,7 @@
 pub mod args;
 pub mod desired;
 pub mod lockout;
+pub mod names;
 pub mod nft;
 pub mod owned;
 pub mod plan;

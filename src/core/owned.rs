@@ -104,7 +104,7 @@ impl LiveState {
                     *foreign += 1;
                     // Only DOCKER-USER is ever looked up (plan.rs removes it when we created it and nothing
                     // jumps to it): skip splitting every other rule.
-                    if rule.spec.contains("DOCKER-USER")
+                    if rule.spec.contains(super::names::DOCKER_USER)
                         && let Some(t) = target(rule.spec)
                     {
                         live.foreign_targets.insert(t);

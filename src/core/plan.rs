@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 /// Chains that belong to Docker but that we create when they are missing, so our hook is in
 /// place before Docker starts; we remove them again only when empty and unreferenced.
-const CREATABLE_FOREIGN_CHAINS: [&str; 1] = ["DOCKER-USER"];
+const CREATABLE_FOREIGN_CHAINS: [&str; 1] = [super::names::DOCKER_USER];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainWrite {

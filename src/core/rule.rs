@@ -2,10 +2,7 @@
 //! (both backends, iptables 1.8), each tagged with `docker_firewall:<hash>` so that the live
 //! state is recognised and compared without trusting rule text to round-trip.
 
-/// Owned chains start with this prefix.
-pub const CHAIN_PREFIX: &str = "DFW-";
-/// Every rule the module writes has a comment that starts with this tag.
-pub const TAG: &str = "docker_firewall:";
+pub use super::names::{CHAIN_PREFIX, TAG};
 
 pub fn is_owned_chain(name: &str) -> bool {
     name.starts_with(CHAIN_PREFIX)

@@ -37,7 +37,7 @@ pub fn published_ports(family: Family, ruleset: &Ruleset) -> Vec<Published> {
         return Vec::new();
     };
     let bridges = container_bridges(ruleset);
-    nat.rules_of("DOCKER")
+    nat.rules_of(crate::core::names::DOCKER)
         .filter_map(|rule| {
             let args = split_args(rule.spec);
             if option_value(&args, &["-j"]).as_deref() != Some("DNAT") {
@@ -75,7 +75,7 @@ pub fn published_ports(family: Family, ruleset: &Ruleset) -> Vec<Published> {
 fn container_bridges(ruleset: &Ruleset) -> Vec<(IpNet, String)> {
     let mut out = Vec::new();
     let chains = [
-        ("filter", "DOCKER", "-d", false),
+        ("filter", crate::core::names::DOCKER, "-d", false),
         ("nat", "POSTROUTING", "-s", true),
     ];
     for (table, chain, flag, negated_out) in chains {

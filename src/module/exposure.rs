@@ -2,6 +2,7 @@
 //! before, and after the plan's restore input, in words for the diff.
 
 use super::FamilyRun;
+use crate::core::nft::{TABLE_FAMILY, TABLE_NAME, table_id};
 use crate::core::policy::Family;
 use crate::core::save::{Ruleset, parse_save};
 use crate::exposure::{
@@ -53,7 +54,22 @@ pub fn foreign_hooks(system: &dyn System) -> (Vec<ForeignHook>, Vec<String>) {
                 .unwrap_or_default()
         })
         .collect();
-    (hooks, Vec::new())
+    let mut notes = Vec::new();
+    if super::nftables::docker_uses_nftables(Some(&list)) {
+        notes.push(
+            "Docker runs its nftables firewall backend: the ports it publishes there (table \
+             docker-bridges) are not in this report, which reads Docker's iptables rules"
+                .into(),
+        );
+    }
+    if super::nftables::has_table(&list, TABLE_FAMILY, TABLE_NAME) {
+        notes.push(format!(
+            "the nftables dataplane's table ({}) is not modelled: its base chains show as another \
+             firewall's (verdict unknown)",
+            table_id()
+        ));
+    }
+    (hooks, notes)
 }
 
 /// The exposure before the run and after its plan.

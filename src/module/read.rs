@@ -1,16 +1,10 @@
 //! Reading the host: which iptables backend holds Docker's chains, and its rulesets parsed.
 
+use crate::core::names::{DOCKER, DOCKER_CHAINS};
 use crate::core::policy::{Backend, BackendChoice, Config, Dataplane, DataplaneChoice, Family};
 use crate::core::save::{Ruleset, incompatible_table_note, parse_save};
 use crate::system::System;
 use anyhow::{Context, Result, anyhow, bail};
-
-const DOCKER_CHAINS: [&str; 4] = [
-    "DOCKER-USER",
-    "DOCKER",
-    "DOCKER-FORWARD",
-    "DOCKER-ISOLATION-STAGE-1",
-];
 
 /// How much of Docker a ruleset holds: its chains and their rules.
 fn docker_weight(ruleset: &Ruleset) -> usize {
@@ -21,12 +15,12 @@ fn docker_weight(ruleset: &Ruleset) -> usize {
             let chains = t
                 .chains
                 .iter()
-                .filter(|c| c.name.starts_with("DOCKER"))
+                .filter(|c| c.name.starts_with(DOCKER))
                 .count();
             let rules = t
                 .rules
                 .iter()
-                .filter(|r| r.chain.starts_with("DOCKER"))
+                .filter(|r| r.chain.starts_with(DOCKER))
                 .count();
             chains + rules
         })

@@ -5,8 +5,7 @@
 use crate::core::desired::{DOCKER_USER, DockerFacts, PublishedPort};
 use serde_json::Value;
 
-/// Docker's table name in both families.
-pub const DOCKER_TABLE: &str = "docker-bridges";
+pub use crate::core::names::DOCKER_NFT_TABLE as DOCKER_TABLE;
 const DNAT_CHAIN: &str = "nat-prerouting-and-output";
 const BRIDGE_MAP: &str = "filter-forward-in-jumps";
 

@@ -12,10 +12,9 @@ use ipnet::IpNet;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-pub const TABLE_FAMILY: &str = "inet";
-pub const TABLE_NAME: &str = "docker_firewall";
-/// Every rule's comment starts with this tag and the rule's hash.
-pub const TAG: &str = "dfw:";
+pub use super::names::{
+    NFT_TABLE_FAMILY as TABLE_FAMILY, NFT_TABLE_NAME as TABLE_NAME, NFT_TAG as TAG,
+};
 /// nftables keeps rule comments up to 128 bytes.
 const MAX_COMMENT: usize = 127;
 

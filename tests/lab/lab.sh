@@ -17,7 +17,8 @@
 #
 # Settings (environment, read by lab_up):
 #   BACKEND=legacy|nft     iptables backend used for Docker's rules and by the ipt* wrappers
-#   LAYOUT=docker20|docker28
+#   LAYOUT=docker20|docker28|dockernft   dockernft: Docker's nftables firewall backend (Docker 29),
+#                          tables ip/ip6 docker-bridges and no iptables rules (tests/lab/dockernft.sh)
 #   LAB_PROXY=on|off       start the docker-proxy-like socat listeners on the host (default on)
 #   LAB_DOCKER=yes|no      load Docker's rules at lab_up (default yes)
 #   LAB_IPV6=nat|proxy     nat (default): Docker writes IPv6 rules (ip6tables on, IPv6 networks);
@@ -156,7 +157,7 @@ lab_up() {
     BACKEND=${BACKEND:-nft}
     LAYOUT=${LAYOUT:-docker20}
     case $BACKEND in legacy | nft) ;; *) lab_die "BACKEND must be legacy or nft"; return 1 ;; esac
-    case $LAYOUT in docker20 | docker28) ;; *) lab_die "LAYOUT must be docker20 or docker28"; return 1 ;; esac
+    case $LAYOUT in docker20 | docker28 | dockernft) ;; *) lab_die "LAYOUT must be docker20, docker28 or dockernft"; return 1 ;; esac
     LAB_PREFIX=${LAB_PREFIX:-dfwlab-$$-$RANDOM}
     if [ -z "${LAB_DIR:-}" ]; then
         LAB_DIR=$(mktemp -d /tmp/dfwlab.XXXXXX) || return 1
@@ -294,6 +295,7 @@ lab_proxy() {
 # iptables-save's canonical form (so each rule line can be found verbatim in iptables-save output)
 lab_docker_rules() {
     local fam=$1 layout=${2:-$LAYOUT} b=$LAB_BR2
+    [ "$layout" = dockernft ] && return 0 # Docker's nftables backend writes no iptables rules
     if [ "$fam" = 6 ] && [ "${LAB_IPV6:-nat}" = proxy ]; then
         _lab_docker_rules6_base "$layout"
         return
@@ -446,6 +448,7 @@ EOF
 
 # lab_load_docker — Docker's rules into the (fresh) host namespace, one full restore per family
 lab_load_docker() {
+    if [ "$LAYOUT" = dockernft ]; then lab_load_docker_nft; return; fi
     lab_docker_rules 4 | ipt_restore || { lab_die "loading Docker's IPv4 rules failed"; return 1; }
     [ -n "$(lab_docker_rules 6)" ] || return 0
     lab_docker_rules 6 | ipt6_restore || { lab_die "loading Docker's IPv6 rules failed"; return 1; }
@@ -524,13 +527,14 @@ lab_docker_start() {
 }
 
 # lab_publish <port> — what Docker does when a container publishes host <port> -> c1:80 while the lab
-# runs: nat DNAT + filter ACCEPT (one noflush restore per family, so each family changes at once) for
+# runs (dockernft: a DNAT rule in its nftables tables, see _lab_publish_nft): nat DNAT + filter ACCEPT (one noflush restore per family, so each family changes at once) for
 # each family Docker writes NAT rules for (IPv4 only with LAB_IPV6=proxy), plus docker-proxy's
 # listeners (names proxy-<port>-4/-6; the IPv6 one forwards to c1's IPv4 address with LAB_IPV6=proxy)
 lab_publish() {
     local port=$1 fam c1 d t6="TCP6:[$C1_6]:80" fams="4 6"
     if [ "${LAB_IPV6:-nat}" = proxy ]; then fams=4 t6="TCP4:$C1_4:80"; fi
     for fam in $fams; do
+        if [ "$LAYOUT" = dockernft ]; then _lab_publish_nft "$fam" "$port" || return 1; continue; fi
         if [ "$fam" = 6 ]; then c1=$C1_6/128 d="[$C1_6]"; else c1=$C1_4/32 d=$C1_4; fi
         printf '%s\n' '*nat' "-A DOCKER ! -i docker0 -p tcp -m tcp --dport $port -j DNAT --to-destination $d:80" COMMIT \
             '*filter' "-I DOCKER 1 -d $c1 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT" COMMIT |
@@ -675,3 +679,6 @@ lab_probe_many() {
     for ((i = 0; i < $#; i++)); do cat "$d/$i"; done
     rm -rf "$d"
 }
+
+# shellcheck source=tests/lab/dockernft.sh
+. "$(dirname "${BASH_SOURCE[0]}")/dockernft.sh"

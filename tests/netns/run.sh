@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # tests/netns/run.sh — run every tests/netns/test_*.sh in its own fresh lab, for each iptables
-# backend (legacy, nft) and each Docker layout the test declares ("# layouts: docker20 docker28").
+# backend (legacy, nft) and each Docker layout the test declares ("# layouts: docker20 docker28";
+# dockernft, Docker's nftables firewall backend, only where a test declares it).
 #
 #   sudo tests/netns/run.sh [-j JOBS] [test_name ...]      e.g. tests/netns/run.sh test_reject
 #
-# Environment: BACKENDS ("legacy nft"), LAYOUTS ("docker20 docker28"), JOBS (4), TEST_TIMEOUT (300 s),
+# Environment: BACKENDS ("legacy nft"), LAYOUTS ("docker20 docker28 dockernft"), JOBS (4), TEST_TIMEOUT (300 s),
 # DFW_BIN (module binary), PROBE_TIMEOUT (2 s), KEEP=1 (keep the work directory),
 # DIAG_LINES (40: diagnostic lines shown per failure).
 # Prints "ok - ..." / "not ok - ..." per case (diagnostics "# ..." only for failures), then the line
@@ -14,7 +15,7 @@ set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 JOBS=${JOBS:-4}
 BACKENDS=${BACKENDS:-legacy nft}
-LAYOUTS=${LAYOUTS:-docker20 docker28}
+LAYOUTS=${LAYOUTS:-docker20 docker28 dockernft}
 TEST_TIMEOUT=${TEST_TIMEOUT:-300}
 
 while [ $# -gt 0 ]; do
@@ -26,7 +27,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 if [ "$(id -u)" != 0 ]; then echo "run.sh needs root (network namespaces)" >&2; exit 2; fi
-for tool in ip socat jq timeout flock "iptables-legacy" "iptables-nft"; do
+for tool in ip socat jq timeout flock nft "iptables-legacy" "iptables-nft"; do
     command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 2; }
 done
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/netns/run.sh — run every tests/netns/test_*.sh in its own fresh lab, for each iptables
 # backend (legacy, nft) and each Docker layout the test declares ("# layouts: docker20 docker28";
-# dockernft, Docker's nftables firewall backend, only where a test declares it).
+# dockernft, Docker's nftables firewall backend, only where a test declares it), or exactly the
+# backend/layout pairs a test declares ("# combos: nft/docker20 legacy/docker28").
 #
 #   sudo tests/netns/run.sh [-j JOBS] [test_name ...]      e.g. tests/netns/run.sh test_reject
 #
@@ -51,6 +52,16 @@ export PROBE_TIMEOUT=${PROBE_TIMEOUT:-2}
 # job list: "test backend layout"
 jobs_list=()
 for t in "${tests[@]}"; do
+    # "# combos: nft/docker20 legacy/docker28" names exact backend/layout pairs instead
+    combos=$(sed -n 's/^# combos:[[:space:]]*//p' "$t" | head -1)
+    if [ -n "$combos" ]; then
+        for c in $combos; do
+            b=${c%%/*} l=${c#*/}
+            case " $BACKENDS " in *" $b "*) ;; *) continue ;; esac
+            case " $LAYOUTS " in *" $l "*) jobs_list+=("$t $b $l") ;; esac
+        done
+        continue
+    fi
     declared=$(sed -n 's/^# layouts:[[:space:]]*//p' "$t" | head -1)
     [ -n "$declared" ] || declared="docker20 docker28"
     for b in $BACKENDS; do

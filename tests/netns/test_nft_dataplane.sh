@@ -29,6 +29,10 @@
 #  - dockernft with the userland proxy off (Docker's other DNAT shape);
 #  - dockernft: auto while Docker's tables are gone for a while, then back: the ports are protected.
 # layouts: docker20 docker28 dockernft
+# Docker's nftables backend on both iptables backends; on Docker's iptables layouts each backend
+# once (the dataplane reads them through the same code; run.sh -j with LAYOUTS/BACKENDS and
+# this line removed runs every pair).
+# combos: nft/dockernft legacy/dockernft nft/docker28 legacy/docker20
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 # shellcheck source=egress_lib.sh

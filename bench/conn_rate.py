@@ -7,6 +7,7 @@
                            ruleset with DFW-INGRESS-POLICY's per-source RETURN rules replaced by one
                            `-m set --match-set SET src` rule (stderr: how many rules it replaced)
   nft N PORT EXT BRIDGE    stdout: the nft -f input of the hand-built `inet docker_firewall` table
+                           (sets allow_0_v4 and allow_1_v6: the policy's two allow entries)
   pyclient ADDR PORT SECONDS WORKERS   the same client as conn_rate.c, in Python (to show its cap)
   report RESULTS META      stdout: the Markdown report of the measurements
 """
@@ -49,9 +50,10 @@ def policy(n, backend, work, dataplane=None):
         "backend": backend,
         "external_interfaces": ["eth0"],
         "strategy": "docker_user",
+        # one entry per family: the module takes at most 10,000 sources per entry
         "ingress": {"default": "drop",
-                    "allow": [{"ports": [8080], "proto": "tcp",
-                               "sources": sources(n, 4) + sources(n, 6), "comment": "connrate"}]},
+                    "allow": [{"ports": [8080], "proto": "tcp", "sources": sources(n, 4), "comment": "connrate v4"},
+                              {"ports": [8080], "proto": "tcp", "sources": sources(n, 6), "comment": "connrate v6"}]},
         "persist": False,
         "rules_v4": os.path.join(work, "rules.v4"),
         "rules_v6": os.path.join(work, "rules.v6"),
@@ -89,7 +91,7 @@ def nft(n, port, ext, bridge):
     type ipv4_addr; flags interval;
     elements = {{ {elems(4)} }}
   }}
-  set allow_0_v6 {{
+  set allow_1_v6 {{
     type ipv6_addr; flags interval;
     elements = {{ {elems(6)} }}
   }}
@@ -100,7 +102,7 @@ def nft(n, port, ext, bridge):
   }}
   chain ingress_policy {{
     ip saddr @allow_0_v4 meta l4proto tcp ct original proto-dst {port} return
-    ip6 saddr @allow_0_v6 meta l4proto tcp ct original proto-dst {port} return
+    ip6 saddr @allow_1_v6 meta l4proto tcp ct original proto-dst {port} return
     drop
   }}
 }}

@@ -3,12 +3,13 @@
 # published port, by the size of the allow list (issue 12). Run by hand, as root; not part of the
 # test suite. Prints a Markdown report (docs/benchmarks.md holds one).
 #
-# Dataplanes, each with S allowed sources per family in one allow entry for the published port,
-# the client's network last (so rule by rule every new connection walks all S rules):
+# Dataplanes, each with S allowed sources per family for the published port (two allow entries:
+# 0 holds the IPv4 sources, 1 the IPv6 ones; the module takes at most 10,000 per entry), the
+# client's network last (so rule by rule every new connection walks all S rules):
 #   rules  today's module output (strategy docker_user): one RETURN rule per source in
 #          DFW-INGRESS-POLICY; on each backend of BACKENDS
 #   ipset  the same, with those rules replaced by hand by one rule matching the hash:net ipsets
-#          dfw-allow-0-v4 / dfw-allow-0-v6 (-m set --match-set NAME src); on each backend
+#          dfw-allow-0-v4 / dfw-allow-1-v6 (-m set --match-set NAME src); on each backend
 #   nft    a table `inet docker_firewall` with interval sets, built by hand with nft -f (the shape
 #          of issue 12's dataplane); Docker's own rules on iptables-nft. --nft-from-module: the
 #          module writes it instead (dataplane: nftables)
@@ -192,7 +193,7 @@ ipsetify() { # <host ns> <backend>
     local ns=$1 b=$2 f t set setfam src
     for f in 4 6; do
         t=iptables set=dfw-allow-0-v4 setfam=inet
-        [ $f = 6 ] && t=ip6tables set=dfw-allow-0-v6 setfam=inet6
+        [ $f = 6 ] && t=ip6tables set=dfw-allow-1-v6 setfam=inet6
         ip netns exec "$ns" ipset create "$set" hash:net family "$setfam" maxelem 1048576
         src=$(python3 "$BENCH/conn_rate.py" sources "$SIZE" $f)
         awk -v set="$set" '{ print "add", set, $0 }' <<<"$src" | ip netns exec "$ns" ipset restore

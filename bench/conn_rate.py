@@ -9,7 +9,8 @@
   nft N PORT EXT BRIDGE    stdout: the nft -f input of the hand-built `inet docker_firewall` table
                            (sets allow_0_v4 and allow_1_v6: the policy's two allow entries)
   pyclient ADDR PORT SECONDS WORKERS   the same client as conn_rate.c, in Python (to show its cap)
-  report RESULTS META      stdout: the Markdown report of the measurements
+  report RESULTS[,MORE] META   stdout: the Markdown report of the measurements (several runs'
+                           results files joined by commas are merged, each round paired within its run)
 """
 import ipaddress
 import json
@@ -138,13 +139,15 @@ def fmt(x):
     return f"{x:,.0f}"
 
 
-def load(path):
+def load(paths):
+    """paths: one results file, or several joined by commas (runs merged; rounds kept apart)"""
     rows = []
-    with open(path) as f:
-        for line in f:
-            cell, dp, backend, size, fam, rep, ok, err, el = line.split()
-            rows.append(dict(cell=cell, dp=dp, backend=backend, size=int(size), fam=fam,
-                             rep=int(rep), ok=int(ok), err=int(err), rate=int(ok) / float(el)))
+    for i, path in enumerate(paths.split(",")):
+        with open(path) as f:
+            for line in f:
+                cell, dp, backend, size, fam, rep, ok, err, el = line.split()
+                rows.append(dict(cell=cell, dp=dp, backend=backend, size=int(size), fam=fam,
+                                 rep=1000 * i + int(rep), ok=int(ok), err=int(err), rate=int(ok) / float(el)))
     return rows
 
 
@@ -206,7 +209,7 @@ def report(results, meta):
         if not keys:
             continue
         fam_sizes = [s for s in main_sizes if any((dp, b, fam, s) in groups for dp, b in keys)]
-        p(f"### New connections per second, IPv{fam}: median (min–max) of {m.get('reps', '?')} runs; "
+        p(f"### New connections per second, IPv{fam}: median (min–max) of the runs; "
           f"× = ratio to the same dataplane at {fam_sizes[0]} sources (median of the per-round ratios)\n")
         p("| dataplane | " + " | ".join(f"{s:,} sources" for s in fam_sizes) + " |")
         p("|---|" + "---:|" * len(fam_sizes))

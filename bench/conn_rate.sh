@@ -26,7 +26,7 @@
 # DURATION seconds. All cells are set up first, then measured round by round (REPS rounds, cells
 # interleaved), so a change of the machine's load hits every cell alike.
 #
-# usage: bench/conn_rate.sh [--quick] [--no-build] [--nft-from-module] [--out FILE]
+# usage: bench/conn_rate.sh [--quick] [--no-build] [--nft-from-module] [--out FILE]   (~20 min)
 #   --quick            sizes 10 and 1,000, one 2 s run per cell, no IPv6 (a smoke test, ~1.5 min)
 #   --no-build         use target/x86_64-unknown-linux-gnu/release/docker_firewall as it is
 #   --nft-from-module  the nft cells get their table from the module (dataplane: nftables)

@@ -214,6 +214,21 @@ matrix() {
     fi
 }
 
+# matrix_open <label> — the hole: the stranger reaches every published port over both families
+matrix_open() {
+    local dir=$WORK/m.$RANDOM specs=() p f bad=()
+    for p in "${PORTS[@]}"; do
+        specs+=("stranger-$p-4 $NS_STRANGER $DK_HOST4 $p" "stranger-$p-6 $NS_STRANGER $DK_HOST6 $p")
+    done
+    DK_PROBE_TIMEOUT=1 dk_probe_many "$dir" "${specs[@]}"
+    for f in "$dir"/stranger-*; do grep -q '^open ' "$f" || bad+=("$(basename "$f"): $(cat "$f")"); done
+    if [ "${#bad[@]}" = 0 ]; then
+        ok "$1: the stranger reaches every one of ${PORTS[*]} (IPv4, IPv6): the hole is real"
+    else
+        not_ok "$1: the stranger reaches every one of ${PORTS[*]} (IPv4, IPv6)" "${bad[@]}"
+    fi
+}
+
 # closed_keys — the probes that must never connect: the stranger everywhere, the allowed client on
 # the ports it is not allowed on
 closed_keys() {
@@ -479,7 +494,7 @@ scenario_nft() {
     export DK_BACKEND=$backend DK_PROXY=on
     export HF_DOCKER_ROOT=${1#*:} # read by lib.sh
     T="Docker $engine, $fw, iptables-$backend, dataplane nftables: "
-    local policy=$DK_DIR/policy.json absent=$DK_DIR/absent.json out others0 others ufw0 tbl dir r
+    local policy=$DK_DIR/policy.json absent=$DK_DIR/absent.json out others0 others ufw0 tbl dir r rc
     if ! lab_up >"$WORK/up.log" 2>&1; then
         not_ok "lab: $fw and a real dockerd on the host, three containers publishing ${PORTS[*]}" \
             "$(tail -20 "$WORK/up.log")" "$(tail -20 "$DK_DIR/dockerd.log" 2>/dev/null)"
@@ -487,6 +502,8 @@ scenario_nft() {
         return
     fi
     ok "lab: $fw and a real dockerd ($(dk_docker version -f '{{.Server.Version}}' 2>/dev/null)) on the host, containers publishing ${PORTS[*]} ($((SECONDS - t0)) s)"
+    # the hole, with no module at all: the stranger reaches every published port
+    matrix_open "before any policy"
     hf_policy "$policy" nftables
     jq '. + {state: "absent"}' "$policy" >"$absent"
     # firewalld: the control first, with no module at all: what the same reloads (and restart) do to
@@ -510,6 +527,18 @@ scenario_nft() {
     fi
     others0=$(hf_others_snap)
     [ "$fw" = ufw ] && ufw0=$(hf_ufw_snap)
+
+    # an earlier run used the iptables dataplane: the nftables run below must take its place (its
+    # DFW- chains and hooks gone, every other rule as before the iptables run)
+    local ipt=$DK_DIR/policy-iptables.json
+    hf_policy "$ipt" iptables
+    out=$(hf_apply "$ipt" 2>&1)
+    rc=$?
+    if [ "$rc" = 2 ] && [ -n "$(hf_snap | grep -E '^:DFW-')" ]; then
+        ok "first, dataplane iptables applied (exit 2): $(hf_snap | grep -c 'docker_firewall:') docker_firewall: rules"
+    else
+        not_ok "first, dataplane iptables applied (exit 2)" "exit $rc" "$out"
+    fi
 
     # check mode: reports the change, writes nothing
     nft_run "$policy" --check
@@ -537,7 +566,7 @@ scenario_nft() {
     fi
     others=$(hf_others_snap)
     if [ "$others" = "$others0" ]; then
-        ok "apply: every rule not ours (Docker's, $fw's: iptables both families, every other nftables table) is the same as before"
+        ok "apply: the iptables dataplane's rules are gone; every other rule (Docker's, $fw's: iptables both families, every other nftables table) is the same as before"
     else
         not_ok "apply: every rule not ours is the same as before" "$(diff <(echo "$others0") <(echo "$others") | head -30)"
     fi

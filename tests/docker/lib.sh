@@ -520,6 +520,19 @@ dk_egress() {
         "printf 'GET /cgi-bin/who HTTP/1.0\r\n\r\n' | timeout 5 nc $addr 80 | tail -n 1" 2>/dev/null
 }
 
+# dk_nft_drop_empty_chains — an `nft list` text without its empty base chains whose policy is accept
+# (iptables-nft creates a builtin chain on its first rule and leaves it, empty, when the rule goes)
+# and without blank lines
+dk_nft_drop_empty_chains() {
+    awk '/^[[:space:]]*$/ { next }
+         /^\tchain .* \{$/ { buf = $0; n = 0; inchain = 1; next }
+         inchain && /^\t\}$/ {
+             if (!(n == 1 && hook ~ /policy accept;/)) { print buf; if (n) print body; print }
+             inchain = 0; body = ""; hook = ""; next }
+         inchain { n++; if (n == 1) hook = $0; body = (n == 1 ? $0 : body "\n" $0); next }
+         { print }'
+}
+
 # ---------------------------------------------------------------- cleanup
 dk_cleanup() {
     set +e

@@ -541,9 +541,10 @@ scenario_nft() {
     fi
 
     # check mode: reports the change, writes nothing
+    others=$(hf_others_snap)
     nft_run "$policy" --check
     if [ "$NR_RC" = 2 ] && [ "$(nft_res .changed)" = true ] && [ "$(nft_res .dataplane)" = nftables ] &&
-        [ -z "$(hf_nft_ours)" ] && [ "$(hf_others_snap)" = "$others0" ] &&
+        [ -z "$(hf_nft_ours)" ] && [ "$(hf_others_snap)" = "$others" ] &&
         [[ $(nft_res '.rules.nftables') == *"table inet docker_firewall"* ]]; then
         ok "--check: changed, dataplane nftables, the table shown in rules.nftables, nothing written"
     else

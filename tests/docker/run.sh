@@ -53,7 +53,9 @@
 #   "20:nft:on 28:nft:off": both engines, proxy on and off, about 65 s; "20:legacy:on" adds
 #   iptables-legacy (about 35 s); "all" runs it on every engine, backend and proxy setting the run
 #   visits (about 3 minutes more than the default), "-" none); DFW_E2E_NFT_RESTART=1 adds a dockerd
-#   restart under the stranger's probes to each nftables cycle.
+#   restart under the stranger's probes to each nftables cycle; DFW_E2E_NFT_REBOOT (engine:backend
+#   words, e.g. "20:nft 28:nft"; default none, about 40 s each) adds a simulated reboot with
+#   dataplane nftables: rules_nft loaded with nft -f into the fresh namespace, then dockerd.
 #   DFW_E2E_KEEP=1 (keep the work dir), DK_VERBOSE=1.
 set -uo pipefail
 
@@ -76,6 +78,7 @@ read -r -a REBOOT_STRATEGIES_20_LEGACY <<<"${DFW_E2E_REBOOT_STRATEGIES_20_LEGACY
 WATCH=${DFW_E2E_WATCH:-1}
 # the module's nftables dataplane (nft_cycle): on which engine:backend:proxy
 read -r -a NFT_COMBOS <<<"${DFW_E2E_NFT:-20:nft:on 28:nft:off}"
+read -r -a NFT_REBOOT <<<"${DFW_E2E_NFT_REBOOT:--}"
 DFW_BIN=${DFW_BIN:-$ROOT/target/x86_64-unknown-linux-gnu/release/docker_firewall}
 [ -x "$DFW_BIN" ] || DFW_BIN=$ROOT/library/docker_firewall
 
@@ -610,6 +613,53 @@ nft_cycle() {
     T=""
 }
 
+# nft_reboot_cycle — dataplane nftables across a simulated reboot (DFW_E2E_NFT_REBOOT): apply
+# (rules_nft persisted), power off, a fresh host namespace loads rules_nft with nft -f (what
+# nftables.service does at boot with it in its include path), then dockerd starts and brings the
+# containers back while both clients probe: the stranger never connects, the allowed client gets
+# through, and the next run reports changed=false
+nft_reboot_cycle() {
+    local dir out t0=$SECONDS
+    DATAPLANE=nftables
+    CUR_STRATEGY=nftables
+    T="$LAB, reboot, dataplane nftables: "
+    RULES_DIR=$(mktemp -d "$WORK/rules.XXXXXX")
+    if ! play_changed "apply before the reboot" true present docker_user; then
+        DATAPLANE=
+        return 0
+    fi
+    LAST_APPLY_RES=$RES
+    # power off; boot: a fresh namespace (no rules, forwarding off), our table first
+    dk_daemon_stop
+    dk_host_down
+    dk_host_up
+    if out=$(dk_in "$NS_HOST" nft -f "$RULES_DIR/docker_firewall.nft" 2>&1) && [ -n "$(nft_ours)" ]; then
+        ok "the persisted rules_nft loads into the fresh host namespace (nft -f, as at boot)"
+    else
+        not_ok "the persisted rules_nft loads into the fresh host namespace" "$out" "$(head -20 "$RULES_DIR/docker_firewall.nft")"
+    fi
+    dir=$WORK/loops.nftreboot.$SEQ
+    dk_loops_start "$dir" "${STRANGER_SPECS[@]}" "${ALLOWED_SPECS[@]}"
+    sleep 2
+    if dk_daemon_start && dk_wait_up 60 && dk_wait_open "$NS_ALLOWED" allowed 30; then
+        sleep 2
+        dk_loops_stop "$dir"
+        ok "dockerd started on the rebooted host and brought the containers back"
+    else
+        dk_loops_stop "$dir"
+        not_ok "dockerd started on the rebooted host, containers back" "$(tail -15 "$DK_DIR/dockerd.log")"
+        DATAPLANE=
+        return 0
+    fi
+    check_loops "from the first packet, before and while dockerd starts" "$dir"
+    check_matrix "after the reboot" nftables
+    play_changed "run after the reboot" false present docker_user
+    play_ok "clean up (state=absent)" absent docker_user >/dev/null
+    echo "# ${T}done in $((SECONDS - t0)) s"
+    DATAPLANE=
+    T=""
+}
+
 # ---------------------------------------------------------------- simulated reboot
 # reboot_cycle <strategy> — apply (persist), power off (dockerd stopped, host namespace deleted),
 # boot a fresh host namespace: restore the rules files, then start dockerd, probing all along
@@ -787,6 +837,7 @@ for BACKEND in "${BACKENDS[@]}"; do
     DK_PROXY=on
     FAMS="4 6"
     for s in "${REBOOT_STRATEGIES[@]}"; do reboot_cycle "$s"; done
+    [[ " ${NFT_REBOOT[*]} " == *" $ENGINE:$BACKEND "* ]] && nft_reboot_cycle
 
     # the watch service's command on this engine and backend (tests/docker/watch.sh)
     if [ "$WATCH" = 1 ]; then

@@ -485,15 +485,15 @@ nft_ours_static() {
     nft_ours | awk '/^\tset /{dyn=0} /flags .*dynamic/{dyn=1} dyn && /elements = \{/{skip=1} skip{if (/\}/) skip=0; next} {print}'
 }
 # others_snap — every rule that is not ours: iptables (both families, counters zeroed) and every
-# nftables table but inet docker_firewall (counters dropped, empty accept base chains left out:
-# dk_nft_drop_empty_chains)
+# nftables table but inet docker_firewall (counters dropped); what filters nothing (empty builtin
+# chains and tables) left out: dk_drop_empty
 others_snap() {
-    snap
-    dk_in "$NS_HOST" nft list tables 2>/dev/null | while read -r _ fam name; do
-        [ "$fam $name" = "inet docker_firewall" ] && continue
-        echo "=== nft $fam $name"
-        dk_in "$NS_HOST" nft list table "$fam" "$name" 2>/dev/null
-    done | sed -E 's/counter packets [0-9]+ bytes [0-9]+/counter/g' | dk_nft_drop_empty_chains
+    {
+        snap
+        dk_in "$NS_HOST" nft list tables 2>/dev/null | while read -r _ fam name; do
+            [ "$fam $name" = "inet docker_firewall" ] || dk_in "$NS_HOST" nft list table "$fam" "$name" 2>/dev/null
+        done
+    } | sed -E 's/counter packets [0-9]+ bytes [0-9]+/counter/g' | dk_drop_empty
 }
 
 # nft_cycle — the module with dataplane: nftables (tests/docker/module.yml: the module directly) on

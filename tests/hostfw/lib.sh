@@ -221,16 +221,15 @@ hf_nft_ours_static() {
 }
 
 # hf_others_snap — every rule that is not ours: both families' iptables (counters zeroed; the
-# backend under test) and every nftables table but inet docker_firewall (counters dropped, and empty
-# base chains with policy accept left out: iptables-nft creates a builtin chain the first time a rule
-# goes into it and leaves it, empty, when the rule goes: it filters nothing), in the order nft lists them
+# backend under test) and every nftables table but inet docker_firewall (counters dropped), in the
+# order nft lists them; what filters nothing (empty builtin chains and tables) left out: dk_drop_empty
 hf_others_snap() {
-    hf_snap
-    hf_hx nft list tables 2>/dev/null | while read -r _ fam name; do
-        [ "$fam $name" = "inet docker_firewall" ] && continue
-        echo "=== nft $fam $name"
-        hf_hx nft list table "$fam" "$name" 2>/dev/null
-    done | sed -E 's/counter packets [0-9]+ bytes [0-9]+/counter/g' | dk_nft_drop_empty_chains
+    {
+        hf_snap
+        hf_hx nft list tables 2>/dev/null | while read -r _ fam name; do
+            [ "$fam $name" = "inet docker_firewall" ] || hf_hx nft list table "$fam" "$name" 2>/dev/null
+        done
+    } | sed -E 's/counter packets [0-9]+ bytes [0-9]+/counter/g' | dk_drop_empty
 }
 
 # hf_firewalld_restart — stop firewalld (SIGTERM to its PID: it cleans up its own rules, as

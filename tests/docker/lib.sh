@@ -520,6 +520,31 @@ dk_egress() {
         "printf 'GET /cgi-bin/who HTTP/1.0\r\n\r\n' | timeout 5 nc $addr 80 | tail -n 1" 2>/dev/null
 }
 
+# dk_drop_empty — a snapshot (iptables-save text, "=== ..." headers, `nft list table` texts) without
+# what filters nothing: blank lines; in nft texts, base chains with policy accept and no rule, then
+# tables left with nothing in them; in iptables-save texts, tables with no rule and only builtin
+# chains with policy ACCEPT. (iptables-nft creates a builtin chain, and its table, the first time a
+# rule goes into it, and leaves them, empty, when the rule goes: e.g. the mangle table after the
+# iptables dataplane has been replaced by the nftables one.)
+dk_drop_empty() {
+    awk '
+        function flush_chain() {
+            if (!(n == 1 && hook ~ /policy accept;/)) { tbl = tbl "\n" cbuf; if (n) tbl = tbl "\n" body; tbl = tbl "\n\t}"; tn++ }
+            inchain = 0; body = ""; hook = ""
+        }
+        /^[[:space:]]*$/ { next }
+        /^table / { intable = 1; tbl = $0; tn = 0; next }
+        intable && /^\tchain .* \{$/ { cbuf = $0; n = 0; inchain = 1; next }
+        intable && inchain && /^\t\}$/ { flush_chain(); next }
+        intable && inchain { n++; if (n == 1) hook = $0; body = (n == 1 ? $0 : body "\n" $0); next }
+        intable && /^\}$/ { if (tn) { print tbl; print } else if (hdr != "") hdr = ""; intable = 0; next }
+        intable { tbl = tbl "\n" $0; tn++; next }
+        /^\*/ { insave = 1; sbuf = $0; sn = 0; next }
+        insave && /^COMMIT$/ { if (sn) { print sbuf; print } insave = 0; next }
+        insave { sbuf = sbuf "\n" $0; if ($0 !~ /^:(PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING) ACCEPT /) sn++; next }
+        { print }'
+}
+
 # ---------------------------------------------------------------- cleanup
 dk_cleanup() {
     set +e

@@ -19,7 +19,13 @@
 #      fresh one gets the persisted rules.v4/rules.v6 (iptables-restore, as netfilter-persistent does
 #      at boot), then dockerd starts and brings the containers back, while both clients probe
 #      continuously: the stranger never connects, the allowed client gets through.
-#   5. The watch (tests/docker/watch.sh): `docker_firewall watch` in the host's namespace while both
+#   5. The module's nftables dataplane (issue 12; nft_cycle, through tests/docker/module.yml since the
+#      role has no dataplane variable), proxy on and off, after the strategies: --check --diff writes
+#      nothing; apply writes the table inet docker_firewall and rules_nft and no other rule; allowed
+#      client vs stranger on every port over IPv4 and IPv6; egress; the exposure report never says
+#      "open"; the second run changes nothing; state=absent deletes the table and the file, leaves
+#      every other rule as it was, and the stranger is back in. About 30 s per cycle (DFW_E2E_NFT).
+#   6. The watch (tests/docker/watch.sh): `docker_firewall watch` in the host's namespace while both
 #      clients probe every published port every 0.2 s: a container published after it started (proxy
 #      on and off), dockerd restarts, hooks deleted and DFW- chains flushed by hand, SIGTERM, a
 #      simulated reboot with the watch started before dockerd. Prints "# figure: ..." lines (the
@@ -43,6 +49,13 @@
 #   2 s). DFW_BIN: the binary for the watch (default target/x86_64-unknown-linux-gnu/release/
 #   docker_firewall, else library/docker_firewall). DFW_DOCKER28_CACHE: where Docker 28 is unpacked.
 #   DFW_E2E_WATCH_FIGURES=FILE writes the watch's figures as a markdown table.
+#   DFW_E2E_NFT: where the nftables-dataplane cycle runs, as engine:backend:proxy words (default
+#   "20:nft:on 28:nft:off": both engines, proxy on and off, about 65 s; "20:legacy:on" adds
+#   iptables-legacy (about 35 s); "all" runs it on every engine, backend and proxy setting the run
+#   visits (about 3 minutes more than the default), "-" none); DFW_E2E_NFT_RESTART=1 adds a dockerd
+#   restart under the stranger's probes to each nftables cycle; DFW_E2E_NFT_REBOOT (engine:backend
+#   words, e.g. "20:nft 28:nft"; default none, about 40 s each) adds a simulated reboot with
+#   dataplane nftables: rules_nft loaded with nft -f into the fresh namespace, then dockerd.
 #   DFW_E2E_KEEP=1 (keep the work dir), DK_VERBOSE=1.
 set -uo pipefail
 
@@ -63,6 +76,9 @@ read -r -a REBOOT_STRATEGIES_28_LEGACY <<<"${DFW_E2E_REBOOT_STRATEGIES_28_LEGACY
 read -r -a STRATEGIES_20_LEGACY <<<"${DFW_E2E_STRATEGIES_20_LEGACY:-docker_user}"
 read -r -a REBOOT_STRATEGIES_20_LEGACY <<<"${DFW_E2E_REBOOT_STRATEGIES_20_LEGACY:-docker_user}"
 WATCH=${DFW_E2E_WATCH:-1}
+# the module's nftables dataplane (nft_cycle): on which engine:backend:proxy
+read -r -a NFT_COMBOS <<<"${DFW_E2E_NFT:-20:nft:on 28:nft:off}"
+read -r -a NFT_REBOOT <<<"${DFW_E2E_NFT_REBOOT:--}"
 DFW_BIN=${DFW_BIN:-$ROOT/target/x86_64-unknown-linux-gnu/release/docker_firewall}
 [ -x "$DFW_BIN" ] || DFW_BIN=$ROOT/library/docker_firewall
 
@@ -167,6 +183,7 @@ mkdir -p "$WORK/ansible-home" "$WORK/ansible-tmp"
 # ---------------------------------------------------------------- ansible-playbook in the host ns
 SEQ=0
 RULES_DIR=
+DATAPLANE= # the module's dataplane option (nft_cycle); empty: not given (the role's runs)
 RES=
 # play <state> <strategy> [ansible-playbook options...] — sets PLAY_LOG, RES (the module's result)
 play() {
@@ -177,13 +194,15 @@ play() {
     RES=$WORK/result.$SEQ.json
     vars=$WORK/vars.$SEQ.json
     jq -n --arg state "$state" --arg strategy "$strategy" --arg rd "$RULES_DIR" --arg res "$RES" \
-        --arg a4 "$DK_ALLOWED4" --arg a6 "$DK_ALLOWED6" \
+        --arg a4 "$DK_ALLOWED4" --arg a6 "$DK_ALLOWED6" --arg dp "$DATAPLANE" \
         '{dfw_state: $state, dfw_strategy: $strategy, dfw_allowed: [$a4, $a6],
-          dfw_rules_dir: $rd, dfw_result_file: $res}' >"$vars"
+          dfw_rules_dir: $rd, dfw_result_file: $res}
+         + (if $dp == "" then {} else {dfw_dataplane: $dp} end)' >"$vars"
     timeout --kill-after=10 240 ip netns exec "$NS_HOST" env \
         ANSIBLE_LIBRARY="$ROOT/library" ANSIBLE_ROLES_PATH="$ROLES_PATH" ANSIBLE_HOME="$WORK/ansible-home" \
         ANSIBLE_LOCAL_TEMP="$WORK/ansible-tmp" ANSIBLE_NOCOLOR=1 ANSIBLE_RETRY_FILES_ENABLED=0 \
-        "$ROOT/.venv/bin/ansible-playbook" -i "$WORK/inventory.ini" "$PLAYBOOK" -e "@$vars" "$@" \
+        "$ROOT/.venv/bin/ansible-playbook" -i "$WORK/inventory.ini" "$([ -n "$DATAPLANE" ] && echo "$HERE/module.yml" || echo "$PLAYBOOK")" \
+        -e "@$vars" "$@" \
         >"$PLAY_LOG" 2>&1 </dev/null
 }
 res() { jq -r "$@" "$RES" 2>/dev/null; }
@@ -238,7 +257,8 @@ warned_v6() {
 check_matrix() {
     local label=$1 strategy=$2 dir=$WORK/probe.$SEQ.$RANDOM fam addr p r bad key warned
     dk_probe_many "$dir" "${MATRIX_SPECS[@]}"
-    check_exposure "$label" "$dir"
+    # the exposure report walks iptables rules only (nft_cycle checks what it says of our table)
+    [ -z "$DATAPLANE" ] && check_exposure "$label" "$dir"
     for fam in $FAMS; do
         [ "$fam" = 4 ] && addr=$DK_ALLOWED4 || addr=$DK_ALLOWED6
         bad=()
@@ -458,6 +478,188 @@ strategy_cycle() {
     T=""
 }
 
+# ---------------------------------------------------------------- the nftables dataplane (issue 12)
+# nft_ours — our table as nft lists it; nft_ours_static — without the kernel's meter-set entries
+nft_ours() { dk_in "$NS_HOST" nft list table inet docker_firewall 2>/dev/null; }
+nft_ours_static() {
+    nft_ours | awk '/^\tset /{dyn=0} /flags .*dynamic/{dyn=1} dyn && /elements = \{/{skip=1} skip{if (/\}/) skip=0; next} {print}'
+}
+# others_snap — every rule that is not ours: iptables (both families, counters zeroed) and every
+# nftables table but inet docker_firewall (counters dropped); what filters nothing (empty builtin
+# chains and tables) left out: dk_drop_empty
+others_snap() {
+    {
+        snap
+        dk_in "$NS_HOST" nft list tables 2>/dev/null | while read -r _ fam name; do
+            [ "$fam $name" = "inet docker_firewall" ] || dk_in "$NS_HOST" nft list table "$fam" "$name" 2>/dev/null
+        done
+    } | sed -E 's/counter packets [0-9]+ bytes [0-9]+/counter/g' | dk_drop_empty
+}
+
+# nft_cycle — the module with dataplane: nftables (tests/docker/module.yml: the module directly) on
+# the running daemon: --check --diff writes nothing; apply writes the table inet docker_firewall and
+# rules_nft, and no rule elsewhere; the allowed client reaches every published port (docker0, br-*,
+# the custom bridge; DNAT: the container sees its address), the stranger none, IPv4 and IPv6;
+# containers reach the internet; the second run changes nothing; with DFW_E2E_NFT_RESTART=1 dockerd is
+# restarted while the stranger probes; state=absent deletes the table and the file and nothing else,
+# and the stranger gets in again (tests/hostfw runs state=absent twice)
+nft_cycle() {
+    local before now tbl dir r out json=$WORK/exposure.nft.$SEQ.json t0=$SECONDS
+    DATAPLANE=nftables
+    CUR_STRATEGY=nftables
+    T="$LAB, proxy $DK_PROXY, dataplane nftables: "
+    RULES_DIR=$(mktemp -d "$WORK/rules.XXXXXX")
+    before=$(others_snap)
+    if play_ok "--check --diff" present docker_user --check --diff; then
+        if [ "$(res .changed)" = true ] && [ "$(res .dataplane)" = nftables ] && [ -z "$(nft_ours)" ] &&
+            [ "$(others_snap)" = "$before" ] && [ -z "$(ls -A "$RULES_DIR")" ] &&
+            [[ $(res '.rules.nftables') == *"table inet docker_firewall"* ]]; then
+            ok "--check --diff: changed, dataplane nftables, the table in rules.nftables; no rule and no file written"
+        else
+            not_ok "--check --diff: changed, dataplane nftables, nothing written" \
+                "$(res -c '{changed, dataplane, msg}') files=$(ls -A "$RULES_DIR")" "$(nft_ours | head)" \
+                "$(diff <(echo "$before") <(others_snap) | head -20)"
+        fi
+    fi
+
+    if ! play_changed "apply" true present docker_user; then
+        DATAPLANE=
+        return 0
+    fi
+    LAST_APPLY_RES=$RES
+    tbl=$(nft_ours)
+    if [ "$(res .dataplane)" = nftables ] && grep -q 'hook prerouting priority dstnat - 10' <<<"$tbl" &&
+        grep -q 'hook forward priority filter - 10' <<<"$tbl" && [ "$(owned_count)" = 0 ]; then
+        ok "apply: dataplane nftables; inet docker_firewall with prerouting (dstnat - 10) and forward (filter - 10); no DFW- chain or docker_firewall: rule in iptables"
+    else
+        not_ok "apply: dataplane nftables, the table with its base chains, nothing in iptables" \
+            "$(res -c '{dataplane, msg, warnings}')" "$tbl" "$(snap | grep -E 'docker_firewall:|^:DFW-')"
+    fi
+    now=$(others_snap)
+    if [ "$now" = "$before" ]; then
+        ok "apply: Docker's rules (iptables, both families; every nftables table but ours) are the same as before"
+    else
+        not_ok "apply: Docker's rules are the same as before" "$(diff <(echo "$before") <(echo "$now") | head -20)"
+    fi
+    # the persisted table loads (nft -c: checked, not applied)
+    if [ -s "$RULES_DIR/docker_firewall.nft" ] && out=$(dk_in "$NS_HOST" nft -c -f "$RULES_DIR/docker_firewall.nft" 2>&1); then
+        ok "apply persists rules_nft ($(grep -c . "$RULES_DIR/docker_firewall.nft") lines; nft -c -f accepts it)"
+    else
+        not_ok "apply persists rules_nft, and nft -c -f accepts it" "$(ls -la "$RULES_DIR")" "$out"
+    fi
+    check_matrix "after apply" nftables
+    check_egress "after apply"
+    # what the exposure report (iptables only) says with our table in front: never "open"
+    if dk_in "$NS_HOST" timeout 30 "$DFW_BIN" exposure --json --external eth0 \
+        --docker-socket "$DK_DIR/docker.sock" >"$json" 2>"$json.err"; then
+        out=$(jq -r '[.ports[] | .verdict] | unique | join(" ")' "$json")
+        if [[ " $out " != *" open "* ]]; then
+            ok "the exposure report says no port is open (verdicts: $out)"
+        else
+            not_ok "the exposure report says no port is open with the nftables table in front (verdicts: $out)" \
+                "$(jq -c '[.ports[] | select(.verdict == "open") | {port: .host_port, family, verdict, rule}]' "$json" | cut -c1-600)"
+        fi
+    else
+        not_ok "docker_firewall exposure runs" "$(cat "$json.err")"
+    fi
+
+    tbl=$(nft_ours_static)
+    play_changed "second run" false present docker_user
+    if [ "$(nft_ours_static)" = "$tbl" ] && [ "$(others_snap)" = "$now" ]; then
+        ok "second run: the table and every other rule are the same"
+    else
+        not_ok "second run: the table and every other rule are the same" "$(diff <(echo "$tbl") <(nft_ours_static) | head -20)"
+    fi
+
+    if [ "${DFW_E2E_NFT_RESTART:-0}" = 1 ]; then
+        dir=$WORK/loops.nft.$SEQ
+        dk_loops_start "$dir" "${STRANGER_SPECS[@]}"
+        sleep 1
+        dk_daemon_stop
+        if dk_daemon_start && dk_wait_up 60 && dk_wait_open "$NS_ALLOWED" allowed 30 "$FAMS"; then
+            sleep 1
+            dk_loops_stop "$dir"
+            check_loops "during the dockerd restart" "$dir"
+            check_matrix "after the dockerd restart" nftables
+            play_changed "run after the dockerd restart" false present docker_user
+        else
+            dk_loops_stop "$dir"
+            not_ok "dockerd restarted, containers back" "$(tail -15 "$DK_DIR/dockerd.log")"
+        fi
+    fi
+
+    before=$(others_snap)
+    play_changed "state=absent" true absent docker_user || { DATAPLANE=; return 0; }
+    now=$(others_snap)
+    if ! dk_in "$NS_HOST" nft list tables 2>/dev/null | grep -q docker_firewall && [ ! -e "$RULES_DIR/docker_firewall.nft" ] &&
+        [ "$(owned_count)" = 0 ]; then
+        ok "state=absent: the table inet docker_firewall and rules_nft are gone"
+    else
+        not_ok "state=absent: the table and rules_nft are gone" "$(dk_in "$NS_HOST" nft list tables)" "$(ls -la "$RULES_DIR")"
+    fi
+    if [ "$now" = "$before" ]; then
+        ok "state=absent: every other rule (Docker's iptables and nftables) is the same as before"
+    else
+        not_ok "state=absent: every other rule is the same as before" "$(diff <(echo "$before") <(echo "$now") | head -20)"
+    fi
+    r=$(dk_probe "$NS_STRANGER" "$DK_HOST4" 8080)
+    if who_ok "$r" "$DK_STRANGER4"; then
+        ok "after state=absent the stranger reaches 8080 again (the table was what blocked it)"
+    else
+        not_ok "after state=absent the stranger reaches 8080 again" "$r"
+    fi
+    echo "# ${T}cycle done in $((SECONDS - t0)) s"
+    DATAPLANE=
+    T=""
+}
+
+# nft_reboot_cycle — dataplane nftables across a simulated reboot (DFW_E2E_NFT_REBOOT): apply
+# (rules_nft persisted), power off, a fresh host namespace loads rules_nft with nft -f (what
+# nftables.service does at boot with it in its include path), then dockerd starts and brings the
+# containers back while both clients probe: the stranger never connects, the allowed client gets
+# through, and the next run reports changed=false
+nft_reboot_cycle() {
+    local dir out t0=$SECONDS
+    DATAPLANE=nftables
+    CUR_STRATEGY=nftables
+    T="$LAB, reboot, dataplane nftables: "
+    RULES_DIR=$(mktemp -d "$WORK/rules.XXXXXX")
+    if ! play_changed "apply before the reboot" true present docker_user; then
+        DATAPLANE=
+        return 0
+    fi
+    LAST_APPLY_RES=$RES
+    # power off; boot: a fresh namespace (no rules, forwarding off), our table first
+    dk_daemon_stop
+    dk_host_down
+    dk_host_up
+    if out=$(dk_in "$NS_HOST" nft -f "$RULES_DIR/docker_firewall.nft" 2>&1) && [ -n "$(nft_ours)" ]; then
+        ok "the persisted rules_nft loads into the fresh host namespace (nft -f, as at boot)"
+    else
+        not_ok "the persisted rules_nft loads into the fresh host namespace" "$out" "$(head -20 "$RULES_DIR/docker_firewall.nft")"
+    fi
+    dir=$WORK/loops.nftreboot.$SEQ
+    dk_loops_start "$dir" "${STRANGER_SPECS[@]}" "${ALLOWED_SPECS[@]}"
+    sleep 2
+    if dk_daemon_start && dk_wait_up 60 && dk_wait_open "$NS_ALLOWED" allowed 30; then
+        sleep 2
+        dk_loops_stop "$dir"
+        ok "dockerd started on the rebooted host and brought the containers back"
+    else
+        dk_loops_stop "$dir"
+        not_ok "dockerd started on the rebooted host, containers back" "$(tail -15 "$DK_DIR/dockerd.log")"
+        DATAPLANE=
+        return 0
+    fi
+    check_loops "from the first packet, before and while dockerd starts" "$dir"
+    check_matrix "after the reboot" nftables
+    play_changed "run after the reboot" false present docker_user
+    play_ok "clean up (state=absent)" absent docker_user >/dev/null
+    echo "# ${T}done in $((SECONDS - t0)) s"
+    DATAPLANE=
+    T=""
+}
+
 # ---------------------------------------------------------------- simulated reboot
 # reboot_cycle <strategy> — apply (persist), power off (dockerd stopped, host namespace deleted),
 # boot a fresh host namespace: restore the rules files, then start dockerd, probing all along
@@ -537,6 +739,10 @@ reboot_cycle() {
 }
 
 # ---------------------------------------------------------------- main
+# nft_wanted <on|off> — the nftables-dataplane cycle runs on this engine, backend and proxy setting
+nft_wanted() {
+    [[ " ${NFT_COMBOS[*]} " == *" $ENGINE:$BACKEND:$1 "* ]] || [ "${NFT_COMBOS[0]:-}" = all ]
+}
 mapfile -t ALLOWED_SPECS < <(dk_specs allowed "$NS_ALLOWED")
 mapfile -t STRANGER_SPECS < <(dk_specs stranger "$NS_STRANGER")
 MATRIX_SPECS=("${ALLOWED_SPECS[@]}" "${STRANGER_SPECS[@]}")
@@ -605,19 +811,23 @@ for BACKEND in "${BACKENDS[@]}"; do
     check_egress "before the policy"
 
     for s in "${STRATEGIES[@]}"; do strategy_cycle "$s" yes; done
+    nft_wanted on && nft_cycle
 
     # userland proxy off (daemon.json), restart
     DK_PROXY=off
     T="$LAB, proxy off: "
     step=start
-    [ "${#STRATEGIES[@]}" -gt 0 ] && dk_daemon_stop
-    if [ "${#STRATEGIES[@]}" = 0 ]; then
+    NFT_OFF=0
+    nft_wanted off && NFT_OFF=1
+    { [ "${#STRATEGIES[@]}" -gt 0 ] || [ "$NFT_OFF" = 1 ]; } && dk_daemon_stop
+    if [ "${#STRATEGIES[@]}" = 0 ] && [ "$NFT_OFF" = 0 ]; then
         :
     elif dk_daemon_start && step=containers && dk_wait_up 60 && step=reachable &&
         { check_v6_dnat || true; } && dk_wait_open "$NS_ALLOWED" allowed 30 "$FAMS"; then
         n=$(proxy_procs)
         if [ "$n" = 0 ]; then ok "dockerd restarted with userland-proxy false: no docker-proxy runs"; else not_ok "no docker-proxy runs with userland-proxy false ($n)"; fi
         for s in "${STRATEGIES[@]}"; do strategy_cycle "$s" no; done
+        [ "$NFT_OFF" = 1 ] && nft_cycle
     else
         not_ok "dockerd restarted with userland-proxy false (failed at: $step)" "$(tail -5 "$DK_DIR/dockerd.log")" \
             "$(dk_docker ps -a 2>&1)" "$(head -v "$DK_DIR"/wait-open/* 2>&1)" "$(dk_xt 4 -save -t nat 2>&1)"
@@ -627,6 +837,7 @@ for BACKEND in "${BACKENDS[@]}"; do
     DK_PROXY=on
     FAMS="4 6"
     for s in "${REBOOT_STRATEGIES[@]}"; do reboot_cycle "$s"; done
+    [[ " ${NFT_REBOOT[*]} " == *" $ENGINE:$BACKEND "* ]] && nft_reboot_cycle
 
     # the watch service's command on this engine and backend (tests/docker/watch.sh)
     if [ "$WATCH" = 1 ]; then

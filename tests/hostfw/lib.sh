@@ -202,13 +202,51 @@ hf_stop_pid() {
 }
 
 # ---------------------------------------------------------------- docker_firewall
-# hf_policy <file> — the policy of the tests: external eth0, drop by default, 8080 from the
-# allowed client (both families), no rules files
+# hf_policy <file> [dataplane] — the policy of the tests: external eth0, drop by default, 8080 from
+# the allowed client (both families), no rules files; the module's dataplane when given
 hf_policy() {
-    jq -n --arg a4 "$DK_ALLOWED4" --arg a6 "$DK_ALLOWED6" \
+    jq -n --arg a4 "$DK_ALLOWED4" --arg a6 "$DK_ALLOWED6" --arg dp "${2:-}" \
         '{external_interfaces: ["eth0"],
           ingress: {default: "drop", allow: [{ports: [8080], sources: [$a4, $a6]}]},
-          persist: false}' >"$1"
+          persist: false} + (if $dp == "" then {} else {dataplane: $dp} end)' >"$1"
+}
+
+# hf_nft_ours — our table as nft lists it (empty when there is none)
+hf_nft_ours() { hf_hx nft list table inet docker_firewall 2>/dev/null; }
+
+# hf_nft_ours_static — the same without the elements the kernel adds to the dynamic (meter) sets
+# while it logs drops; everything the module wrote stays
+hf_nft_ours_static() {
+    hf_nft_ours | awk '/^\tset /{dyn=0} /flags .*dynamic/{dyn=1} dyn && /elements = \{/{skip=1} skip{if (/\}/) skip=0; next} {print}'
+}
+
+# hf_others_snap — every rule that is not ours: both families' iptables (counters zeroed; the
+# backend under test) and every nftables table but inet docker_firewall (counters dropped), in the
+# order nft lists them; what filters nothing (empty builtin chains and tables) left out: dk_drop_empty
+hf_others_snap() {
+    {
+        hf_snap
+        hf_hx nft list tables 2>/dev/null | while read -r _ fam name; do
+            [ "$fam $name" = "inet docker_firewall" ] || hf_hx nft list table "$fam" "$name" 2>/dev/null
+        done
+    } | sed -E 's/counter packets [0-9]+ bytes [0-9]+/counter/g' | dk_drop_empty
+}
+
+# hf_firewalld_restart — stop firewalld (SIGTERM to its PID: it cleans up its own rules, as
+# systemctl stop does) and start it again on the same private D-Bus
+hf_firewalld_restart() {
+    hf_stop_pid "$HF_FWD_PID" 15
+    HF_FWD_PID=
+    "${HF_ENTER[@]}" firewalld --nofork --nopid --log-target file --log-file "$DK_DIR/firewalld.log" \
+        >>"$DK_DIR/firewalld.out" 2>&1 </dev/null &
+    HF_FWD_PID=$!
+    local _
+    for _ in $(seq 1 60); do
+        [ "$(hf_hx firewall-cmd --state 2>/dev/null)" = running ] && return 0
+        kill -0 "$HF_FWD_PID" 2>/dev/null || break
+        sleep 0.5
+    done
+    return 1
 }
 
 # hf_apply <policy> — one run of the module on the host. Exit 0 no change, 2 changed, 1 failed.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # tests/role/run.sh — the docker_firewall role's tests: lint, argument spec, a copy of the role in
-# another project, and molecule (scenarios default and check, through tests/role/molecule.sh).
+# another project, the watch service, hosts with ufw and with firewalld (a private D-Bus), and molecule
+# (scenarios default and check, through tests/role/molecule.sh).
 #
 #   bash tests/role/run.sh
 #   bash tests/role/run.sh service portable     # only these steps (function names)
@@ -365,6 +366,81 @@ EOF
         grep -q '^u4=2$' <<<"$out" && grep -q 'ufw is installed, and installing iptables-persistent would remove it' <<<"$u4"
 }
 
+# A host with firewalld running (this machine's firewalld 1.3.3, its nftables backend, on a private system
+# D-Bus; /etc/firewalld in the throw-away overlay, /run a tmpfs): the role with the service, packages
+# included, succeeds and a --check --diff run has nothing to change; `firewall-cmd --reload` deletes
+# every iptables-nft rule, ours included, and the unit's command puts them back. With
+# docker_firewall_dataplane: nftables the role switches to our own table, a --check --diff run has
+# nothing to change, and a reload leaves the table as it was. state: absent removes everything.
+firewalld_host() {
+    local p=$WORK/project out
+    command -v firewalld >/dev/null 2>&1 && command -v dbus-daemon >/dev/null 2>&1 ||
+        { echo "firewalld or dbus-daemon is not installed on this machine"; return 1; }
+    cat >"$p/firewalld.yml" <<'EOF'
+---
+- name: The role on a host with firewalld
+  hosts: all
+  gather_facts: false
+  vars:
+    docker_firewall_ingress:
+      allow:
+        - ports: [8080]
+          sources: [192.0.2.10]
+  roles:
+    - role: docker_firewall
+EOF
+    # shellcheck disable=SC2016  # expanded by the inner shell
+    out=$(in_netns "$p" '
+        owned() { iptables-save | grep -E "DFW-|docker_firewall:" | sed -E "s/\[[0-9]+:[0-9]+\]//"; }
+        table() { nft list table inet docker_firewall 2>/dev/null; }
+        mount -t tmpfs dfwrole-run /run && mkdir -p /run/dbus /run/firewalld /run/lock || exit 96
+        dbus=$(dbus-daemon --system --fork --print-pid) || exit 95
+        firewalld --nofork --nopid --log-target file --log-file "$PWD/firewalld.log" >/dev/null 2>&1 </dev/null &
+        fw=$!
+        for _ in $(seq 100); do [ "$(firewall-cmd --state 2>/dev/null)" = running ] && break; sleep 0.2; done
+        echo "firewalld=$(firewall-cmd --state 2>&1)"
+        mkdir -p /var/lib/apt/periodic && touch /var/lib/apt/periodic/update-success-stamp
+        rm -f /etc/iptables/rules.v4 /etc/iptables/rules.v6
+        run() { ansible-playbook -i hosts firewalld.yml "$@"; }
+        run > f1.log 2>&1; echo "f1=$?"
+        run --check --diff > f2.log 2>&1; echo "f2=$?"
+        owned > applied.rules; echo "owned-lines=$(wc -l < applied.rules)"
+        firewall-cmd --reload >/dev/null 2>&1; echo "reload=$? owned-after-reload=$(owned | wc -l)"
+        python3 "$ROOT/tests/role/unit_exec.py" /etc/systemd/system/docker-firewall.service --run 1 > exec.log 2>&1
+        echo "exec=$?"
+        owned > after-exec.rules
+        cmp -s applied.rules after-exec.rules && echo "after-exec=same"
+        run -e docker_firewall_dataplane=nftables > f3.log 2>&1; echo "f3=$? owned-after-switch=$(owned | wc -l)"
+        run -e docker_firewall_dataplane=nftables --check --diff > f4.log 2>&1; echo "f4=$?"
+        table | sed -E "s/(packets|bytes) [0-9]+/\\1 N/g" > table.before
+        firewall-cmd --reload >/dev/null 2>&1; echo "reload2=$?"
+        table | sed -E "s/(packets|bytes) [0-9]+/\\1 N/g" > table.after
+        [ -s table.before ] && cmp -s table.before table.after && echo "table-after-reload=same"
+        run -e docker_firewall_dataplane=nftables -e docker_firewall_state=absent > f5.log 2>&1
+        echo "f5=$? table-left=$(table | wc -l) owned-left=$(owned | wc -l) unit-left=$(ls /etc/systemd/system/docker-firewall.service 2>/dev/null | wc -l)"
+        echo "firewalld-still=$(firewall-cmd --state 2>&1)"
+        kill "$fw" "$dbus" 2>/dev/null; wait "$fw" 2>/dev/null
+        for f in f1 f2 f3 f4 f5; do echo "=== $f"; cat "$f.log"; done
+        echo "=== exec"; cat exec.log')
+    echo "$out"
+    local f2 f4
+    f2=$(sed -n '/^=== f2$/,/^=== f3$/p' <<<"$out")
+    f4=$(sed -n '/^=== f4$/,/^=== f5$/p' <<<"$out")
+    grep -q '^firewalld=running$' <<<"$out" &&
+        grep -q '^f1=0$' <<<"$out" && grep -q '^f2=0$' <<<"$out" &&
+        grep -Eq 'localhost +: ok=[0-9]+ +changed=0 .*failed=0' <<<"$f2" &&
+        grep -Eq '^owned-lines=[1-9]' <<<"$out" &&
+        # the reload deletes our iptables rules (the hole the watch closes) ...
+        grep -q '^reload=0 owned-after-reload=0$' <<<"$out" &&
+        # ... and the unit's command puts them back
+        grep -q '^exec=0$' <<<"$out" && grep -q '^after-exec=same$' <<<"$out" &&
+        grep -q '^f3=0 owned-after-switch=0$' <<<"$out" &&
+        grep -q '^f4=0$' <<<"$out" && grep -Eq 'localhost +: ok=[0-9]+ +changed=0 .*failed=0' <<<"$f4" &&
+        grep -q '^reload2=0$' <<<"$out" && grep -q '^table-after-reload=same$' <<<"$out" &&
+        grep -q '^f5=0 table-left=0 owned-left=0 unit-left=0$' <<<"$out" &&
+        grep -q '^firewalld-still=running$' <<<"$out"
+}
+
 # ---------------------------------------------------------------- the example of docs/role.md
 # tests/role/example holds the files docs/role.md shows; they must appear there verbatim
 example_in_docs() {
@@ -450,6 +526,7 @@ if step "a project with the role copied and library/ beside the playbook" make_p
     step "copied role: applies, idempotent, --check --diff reports and changes nothing" portable
     step "the watch service: --check --diff, install, verify the unit, policy change, its command runs, absent removes" service
     step "a host with ufw enabled and a ufw-docker block: the role with the service, packages included" ufw_host
+    step "a host with firewalld (nftables backend, private D-Bus): the role with the service, both dataplanes, reloads" firewalld_host
 fi
 step "docs/role.md shows the example files verbatim (tests/role/example)" example_in_docs
 step "docs/role.md example runs: --check --diff previews, applies, idempotent" example_runs

@@ -37,6 +37,7 @@ fn view<'a>(texts: &'a [(Family, String)], external: &[&str]) -> HostView<'a> {
         names: BTreeMap::new(),
         listeners: None,
         foreign_hooks: Vec::new(),
+        own_table: None,
         notes: Vec::new(),
     }
 }

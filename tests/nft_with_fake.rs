@@ -177,6 +177,18 @@ fn switching_dataplanes_moves_the_policy_and_leaves_nothing_behind() {
             .contains("tcp dport 8080"),
         "ports read from iptables: {nft}"
     );
+    // the exposure report walks our table at its hooks
+    let port = nft["exposure"]["ports"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["family"] == "ipv4"))
+        .unwrap_or_else(|| panic!("an ipv4 row: {nft}"));
+    assert_eq!(port["verdict"], "restricted", "{port}");
+    assert_eq!(port["sources"], json!(["192.0.2.0/26"]), "{port}");
+    let rule = port["rule"].as_str().unwrap();
+    assert!(
+        rule.starts_with("inet docker_firewall ingress_deny: "),
+        "{rule}"
+    );
     assert_eq!(
         run(&fake, &with(&args, json!({"dataplane": "nftables"})))["changed"],
         false

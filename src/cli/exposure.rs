@@ -5,6 +5,7 @@ use crate::core::args::parse_args;
 use crate::core::policy::{Config, Family};
 use crate::core::save::{Ruleset, parse_save};
 use crate::exposure::{Exposure, HostView, analyze, render_text};
+use crate::module::exposure::OwnTable;
 use crate::module::{self, parse_saved, policy_file};
 use crate::system::System;
 use crate::system::process::RealSystem;
@@ -77,13 +78,21 @@ fn live(options: &Options, config: &Config, system: &dyn System) -> Result<Expos
         .clone()
         .unwrap_or_else(crate::system::events::docker_socket_from_env);
     let names = crate::system::events::docker::container_names(&socket).unwrap_or_default();
-    let (foreign_hooks, notes) = module::exposure::foreign_hooks(system);
+    let (hooks, notes) = module::exposure::foreign_hooks(system);
+    let (present, own) = module::exposure::live_own_table(config, system, &rulesets, &external)?;
+    let own = match (present, &own) {
+        (false, _) => OwnTable::Absent,
+        (true, Some(table)) => OwnTable::Known(table),
+        (true, None) => OwnTable::NotVerified,
+    };
+    let (foreign_hooks, own_table, notes) = own.apply(&hooks, &notes);
     Ok(analyze(&HostView {
         rulesets,
         external,
         names,
         listeners: module::exposure::listeners(system),
         foreign_hooks,
+        own_table,
         notes,
     }))
 }
@@ -131,6 +140,7 @@ fn from_files(options: &Options, config: &Config, system: &dyn System) -> Result
         names: BTreeMap::new(),
         listeners: None,
         foreign_hooks: Vec::new(),
+        own_table: None,
         notes: vec![
             "from saved iptables-save output: what listens on the host is assumed (docker-proxy on \
              every published port) and other firewalls' nftables tables are not seen"

@@ -8,6 +8,7 @@ use super::sources::SourceSet;
 use crate::core::desired::interface_matches;
 use crate::core::policy::Family;
 use ipnet::IpNet;
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -68,7 +69,7 @@ pub enum Target {
 }
 
 #[derive(Debug, Clone)]
-enum Test {
+pub(super) enum Test {
     Dst(Vec<IpNet>),
     In(String),
     Out(String),
@@ -88,10 +89,10 @@ enum Test {
 /// A rule, parsed once.
 #[derive(Debug, Clone)]
 pub struct Compiled<'a> {
-    pub spec: &'a str,
+    pub spec: Cow<'a, str>,
     /// The sources its `-s` / `--ctorigsrc` matches allow (all when it has none).
-    sources: SourceSet,
-    tests: Vec<(Test, bool)>,
+    pub(super) sources: SourceSet,
+    pub(super) tests: Vec<(Test, bool)>,
     pub target: Target,
 }
 
@@ -202,7 +203,7 @@ pub fn compile(family: Family, spec: &str) -> Compiled<'_> {
         i += consumed;
     }
     Compiled {
-        spec,
+        spec: Cow::Borrowed(spec),
         sources,
         tests,
         target,

@@ -6,6 +6,7 @@
 
 mod matcher;
 mod nft;
+mod own_table;
 mod ports;
 mod render;
 mod simulate;
@@ -13,6 +14,7 @@ mod sources;
 mod walk;
 
 pub use nft::{ForeignHook, foreign_tables, hooks_in};
+pub use own_table::OWN_TABLE;
 pub use ports::{Listener, parse_listeners};
 pub use render::{port_words, render_text, summary_line, who_can_connect};
 pub use simulate::after_restore;
@@ -41,6 +43,9 @@ pub struct HostView<'a> {
     pub listeners: Option<Vec<Listener>>,
     /// Other nftables tables' base chains on the path (live only): verdicts become unknown.
     pub foreign_hooks: Vec<ForeignHook>,
+    /// Our own nftables table (the nftables dataplane), where it is known to be live: walked
+    /// between iptables' chains at its hooks.
+    pub own_table: Option<crate::core::nft::Table>,
     /// What the analysis could not look at, said beside the verdicts.
     pub notes: Vec<String>,
 }
@@ -101,7 +106,10 @@ pub fn analyze(view: &HostView) -> Exposure {
     let not_local: HashSet<IpAddr> = all_published.iter().map(|p| p.to_addr).collect();
     let mut ports = Vec::new();
     for (family, ruleset) in &view.rulesets {
-        let tables = Tables::new(*family, ruleset);
+        let mut tables = Tables::new(*family, ruleset);
+        if let Some(own) = &view.own_table {
+            tables = tables.with(own_table::compile_table(*family, own));
+        }
         for row in ports::rows_for(*family, &all_published) {
             ports.push(judge_row(view, *family, &tables, &row, &not_local));
         }
@@ -223,7 +231,12 @@ fn follow(
     };
     let mut done = Vec::new();
     let mut travelling = accepted(SourceSet::all(family), "");
-    for (table, chain) in [("raw", "PREROUTING"), ("mangle", "PREROUTING")] {
+    let prerouting = [
+        ("raw", "PREROUTING"),
+        ("mangle", "PREROUTING"),
+        (OWN_TABLE, "prerouting"),
+    ];
+    for (table, chain) in prerouting {
         travelling = through(tables, table, chain, &arriving, travelling, &mut done);
     }
     // nat PREROUTING: Docker's DNAT sends the connection to the container, anything else leaves
@@ -264,7 +277,11 @@ fn follow(
             forward,
             "forwarded to the container: no rule on the path stops it",
         );
-        for (table, chain) in [("mangle", "FORWARD"), ("filter", "FORWARD")] {
+        for (table, chain) in [
+            ("mangle", "FORWARD"),
+            (OWN_TABLE, "forward"),
+            ("filter", "FORWARD"),
+        ] {
             left = through(tables, table, chain, &routed, left, &mut done);
         }
         done.extend(left);
@@ -278,7 +295,11 @@ fn follow(
                 row.host_port
             ),
         );
-        for (table, chain) in [("mangle", "INPUT"), ("filter", "INPUT")] {
+        for (table, chain) in [
+            ("mangle", "INPUT"),
+            (OWN_TABLE, "input"),
+            ("filter", "INPUT"),
+        ] {
             left = through(tables, table, chain, &arriving, left, &mut done);
         }
         let listens = view
@@ -326,10 +347,12 @@ fn through(
     for arrived in travelling {
         for piece in walk_hook(tables.table(table), chain, pkt, arrived.sources) {
             match piece.fate {
-                Fate::Accept if piece.rule.ends_with(": no rules") => next.push(Piece {
-                    rule: arrived.rule.clone(),
-                    ..piece
-                }),
+                // our table never accepts: what it lets go on is named by what comes next
+                Fate::Accept if piece.rule.ends_with(": no rules") || table == OWN_TABLE => next
+                    .push(Piece {
+                        rule: arrived.rule.clone(),
+                        ..piece
+                    }),
                 Fate::Accept => next.push(piece),
                 Fate::Dnat(_) => done.push(Piece {
                     fate: Fate::Unknown,

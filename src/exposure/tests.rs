@@ -12,6 +12,7 @@ fn view<'a>(v4: &'a str, v6: Option<&'a str>, external: &[&str]) -> HostView<'a>
         names: BTreeMap::new(),
         listeners: None,
         foreign_hooks: Vec::new(),
+        own_table: None,
         notes: Vec::new(),
     }
 }
@@ -135,4 +136,56 @@ fn options_without_a_value_keep_the_parse_aligned() {
     );
     let e = analyze(&view(&text, None, &["eth0"]));
     assert_eq!(e.ports[0].verdict, Verdict::Open, "{:?}", e.ports[0]);
+}
+
+/// Our nftables table (the nftables dataplane) for a policy allowing 8080 from 192.0.2.10 and
+/// fd00:1::/64, on the host `DOCKER` describes.
+fn with_own_table<'a>(v4: &'a str, v6: Option<&'a str>) -> HostView<'a> {
+    let config = crate::core::args::parse_args(&serde_json::json!({
+        "dataplane": "nftables",
+        "external_interfaces": ["eth0"],
+        "ingress": {"allow": [{"ports": [8080], "sources": ["192.0.2.10", "fd00:1::/64"]}]},
+    }))
+    .unwrap();
+    let mut v = view(v4, v6, &["eth0"]);
+    let facts = crate::core::desired::DockerFacts::read(&v.rulesets[0].1);
+    let external = vec!["eth0".to_string()];
+    v.own_table = crate::core::nft::desired::desired_table(&config, &external, &facts);
+    assert!(v.own_table.is_some());
+    v
+}
+
+#[test]
+fn our_nftables_table_is_walked_at_its_hooks() {
+    let v6 = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\nCOMMIT\n";
+    let e = analyze(&with_own_table(DOCKER, Some(v6)));
+    // DNAT path: our prerouting chain drops all but the allowed source before Docker's DNAT
+    let web = &e.ports[0];
+    assert_eq!(web.verdict, Verdict::Restricted, "{web:?}");
+    assert_eq!(web.sources, ["192.0.2.10/32"]);
+    assert!(
+        web.rule
+            .starts_with("inet docker_firewall ingress_deny: drop"),
+        "{}",
+        web.rule
+    );
+    // the allowed source goes on to Docker's chains and is named by the rule that accepts it
+    assert_eq!(e.ports[1].verdict, Verdict::Closed, "loopback stays closed");
+    // IPv6 without NAT, docker-proxy in INPUT: the same prerouting chain judges it
+    let row = e.ports.iter().find(|p| p.family == "ipv6").unwrap();
+    assert_eq!(row.verdict, Verdict::Restricted, "{row:?}");
+    assert_eq!(row.sources, ["fd00:1::/64"]);
+    // a port our table does not know of (published after the table was written) is judged in
+    // forward, by the bridge it goes to
+    let later = DOCKER.replace(
+        "-A DOCKER -d 127.0.0.1/32",
+        "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 9090 -j DNAT --to-destination 172.17.0.4:90\n\
+         -A DOCKER -d 127.0.0.1/32",
+    );
+    let mut v = with_own_table(DOCKER, None);
+    v.rulesets = vec![(Family::Ipv4, parse_save(&later).unwrap())];
+    let e = analyze(&v);
+    let row = e.ports.iter().find(|p| p.host_port == 9090).unwrap();
+    assert_eq!(row.verdict, Verdict::Closed, "{row:?}");
+    assert!(row.rule.contains("ingress_deny"), "{}", row.rule);
 }

@@ -30,9 +30,11 @@ pub struct Piece {
 
 /// A table with its rules compiled, by chain.
 pub struct Table<'a> {
-    name: &'a str,
+    pub(super) name: &'a str,
     /// chain -> (policy, rules in order)
-    chains: HashMap<&'a str, (&'a str, Vec<Compiled<'a>>)>,
+    pub(super) chains: HashMap<&'a str, (&'a str, Vec<Compiled<'a>>)>,
+    /// Rules shown as nft prints them (our own table), not as `-A CHAIN spec`.
+    pub(super) nftables: bool,
 }
 
 /// Every table of a ruleset, compiled once for all the ports analysed.
@@ -61,10 +63,17 @@ impl<'a> Tables<'a> {
                 Table {
                     name: t.name,
                     chains,
+                    nftables: false,
                 }
             })
             .collect();
         Tables { tables }
+    }
+
+    /// These tables and `table` (our own nftables table, compiled from its typed rules).
+    pub fn with(mut self, table: Table<'a>) -> Self {
+        self.tables.push(table);
+        self
     }
 
     pub fn table(&self, name: &str) -> Option<&Table<'a>> {
@@ -148,7 +157,10 @@ fn walk_chain(
         if matches!(rule.target, Target::GoesOn | Target::Counts) {
             continue;
         }
-        let shown = || format!("{} {chain}: -A {chain} {}", table.name, rule.spec);
+        let shown = || match table.nftables {
+            true => format!("{} {chain}: {}", table.name, rule.spec),
+            false => format!("{} {chain}: -A {chain} {}", table.name, rule.spec),
+        };
         let (hit, unknown) = match rule.evaluate(pkt) {
             Cond::Sources(s) => (pending.intersect(&s), None),
             Cond::Unknown(s, why) => (pending.intersect(&s), Some(why)),

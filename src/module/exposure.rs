@@ -2,8 +2,13 @@
 //! before, and after the plan's restore input, in words for the diff.
 
 use super::FamilyRun;
-use crate::core::nft::{TABLE_FAMILY, TABLE_NAME, table_id};
+use super::Remembered;
+use super::docker::DockerView;
+use super::nftables::{NftPlan, NftRun, has_table};
+use crate::core::nft::desired::desired_table;
+use crate::core::nft::{TABLE_FAMILY, TABLE_NAME, Table, table_id};
 use crate::core::policy::Family;
+use crate::core::policy::{Config, Dataplane};
 use crate::core::save::{Ruleset, parse_save};
 use crate::exposure::{
     Exposure, ForeignHook, HostView, Listener, PortExposure, after_restore, analyze,
@@ -32,8 +37,8 @@ pub fn listeners(system: &dyn System) -> Option<Vec<Listener>> {
     any.then_some(out)
 }
 
-/// Other firewalls' nftables base chains on the path of published ports, and a note when they
-/// cannot be looked for.
+/// Other firewalls' nftables base chains on the path of published ports (our own table's too,
+/// where it exists), and a note when they cannot be looked for.
 pub fn foreign_hooks(system: &dyn System) -> (Vec<ForeignHook>, Vec<String>) {
     let Some(list) = system.nft_tables() else {
         return (
@@ -62,14 +67,55 @@ pub fn foreign_hooks(system: &dyn System) -> (Vec<ForeignHook>, Vec<String>) {
                 .into(),
         );
     }
-    if super::nftables::has_table(&list, TABLE_FAMILY, TABLE_NAME) {
-        notes.push(format!(
-            "the nftables dataplane's table ({}) is not modelled: its base chains show as another \
-             firewall's (verdict unknown)",
-            table_id()
-        ));
-    }
     (hooks, notes)
+}
+
+/// Our own nftables table as the analysis sees it.
+#[derive(Debug, Clone, Copy)]
+pub enum OwnTable<'t> {
+    Absent,
+    /// Live, and equal to this table (read back: same chains, rule tags and set elements).
+    Known(&'t Table),
+    /// There, but not the table a policy at hand gives: shown as another firewall's (unknown).
+    NotVerified,
+}
+
+impl<'t> OwnTable<'t> {
+    /// What a run's nftables plan says of the table now (`after`: once the run is done).
+    pub(super) fn of_run(nft: &'t NftRun, after: bool) -> OwnTable<'t> {
+        match (after, &nft.live, &nft.desired) {
+            (true, _, Some(d)) => OwnTable::Known(d),
+            (true, _, None) | (false, None, _) => OwnTable::Absent,
+            (false, Some(_), Some(d)) if nft.plan == NftPlan::Nothing => OwnTable::Known(d),
+            (false, Some(_), _) => OwnTable::NotVerified,
+        }
+    }
+
+    /// `hooks` without our table's (unless it cannot be modelled), the table to walk, and notes.
+    pub fn apply(
+        self,
+        hooks: &[ForeignHook],
+        notes: &[String],
+    ) -> (Vec<ForeignHook>, Option<Table>, Vec<String>) {
+        let others = || {
+            let ours = |h: &&ForeignHook| h.family == TABLE_FAMILY && h.table == TABLE_NAME;
+            hooks.iter().filter(|h| !ours(h)).cloned().collect()
+        };
+        let mut notes = notes.to_vec();
+        let (hooks, table) = match self {
+            OwnTable::NotVerified => {
+                notes.push(format!(
+                    "the nftables dataplane's table ({}) is not the one the policy gives (pass the \
+                     policy applied with --policy, or apply it): its verdicts are unknown",
+                    table_id()
+                ));
+                (hooks.to_vec(), None)
+            }
+            OwnTable::Known(t) => (others(), Some(t.clone())),
+            OwnTable::Absent => (others(), None),
+        };
+        (hooks, table, notes)
+    }
 }
 
 /// The exposure before the run and after its plan.
@@ -80,6 +126,7 @@ pub(super) const PORT_LIMIT: usize = 200;
 
 pub(super) fn before_and_after(
     runs: &[FamilyRun],
+    nft: &NftRun,
     rulesets: &[(Family, Ruleset)],
     published: usize,
     external: &[String],
@@ -93,30 +140,20 @@ pub(super) fn before_and_after(
     }
     let listening = listeners(system);
     let (hooks, notes) = foreign_hooks(system);
-    fn view<'a>(
-        rulesets: Vec<(Family, Ruleset<'a>)>,
-        external: &[String],
-        listeners: &Option<Vec<Listener>>,
-        hooks: &[ForeignHook],
-        notes: &[String],
-    ) -> HostView<'a> {
-        HostView {
+    let view = |rulesets: Vec<(Family, Ruleset<'_>)>, own: OwnTable| {
+        let (foreign_hooks, own_table, notes) = own.apply(&hooks, &notes);
+        analyze(&HostView {
             rulesets,
             external: external.to_vec(),
             names: BTreeMap::new(),
-            listeners: listeners.clone(),
-            foreign_hooks: hooks.to_vec(),
-            notes: notes.to_vec(),
-        }
-    }
-    let before = analyze(&view(
-        rulesets.to_vec(),
-        external,
-        &listening,
-        &hooks,
-        &notes,
-    ));
-    if runs.iter().all(|r| r.plan.is_empty()) {
+            listeners: listening.clone(),
+            foreign_hooks,
+            own_table,
+            notes,
+        })
+    };
+    let before = view(rulesets.to_vec(), OwnTable::of_run(nft, false));
+    if runs.iter().all(|r| r.plan.is_empty()) && nft.plan == NftPlan::Nothing {
         // nothing changes: the exposure after is the exposure now
         return Ok((before.clone(), before));
     }
@@ -128,7 +165,7 @@ pub(super) fn before_and_after(
         .iter()
         .map(|(family, text)| Ok((*family, parse_save(text)?)))
         .collect::<Result<Vec<_>>>()?;
-    let after = analyze(&view(after_rulesets, external, &listening, &hooks, &notes));
+    let after = view(after_rulesets, OwnTable::of_run(nft, true));
     Ok((before, after))
 }
 
@@ -167,4 +204,28 @@ pub(super) fn lines(exposure: &Exposure) -> String {
             )
         })
         .collect()
+}
+
+/// For `docker_firewall exposure`: whether the host has our nftables table, and the table
+/// `config` gives on this host now when the live one reads back equal to it.
+pub fn live_own_table(
+    config: &Config,
+    system: &dyn System,
+    rulesets: &[(Family, Ruleset)],
+    external: &[String],
+) -> Result<(bool, Option<Table>)> {
+    let list = system.nft_tables();
+    let Some(list) = list.as_deref() else {
+        return Ok((false, None));
+    };
+    if !has_table(list, TABLE_FAMILY, TABLE_NAME) {
+        return Ok((false, None));
+    }
+    let docker = DockerView::read(config, system, rulesets, Some(list), &Remembered::default())?;
+    if docker.dataplane != Dataplane::Nftables {
+        return Ok((true, None));
+    }
+    let desired = desired_table(config, external, &docker.all());
+    let run = NftRun::plan(system, Some(list), desired)?;
+    Ok((true, run.desired.filter(|_| run.plan == NftPlan::Nothing)))
 }

@@ -220,10 +220,10 @@ pub fn run_with(config: &Config, system: &dyn System, remembered: &Remembered) -
     if config.persist {
         prepare_files(config, system, &mut runs, &mut nft_run)?;
     }
-    // The exposure analysis walks iptables rules; the nftables dataplane's table is not modelled.
-    let exposures = if config.analyse_exposure && docker.dataplane == Dataplane::Iptables {
+    // Before and after: iptables' rules and our nftables table, where the run knows it.
+    let exposures = if config.analyse_exposure {
         let published = docker.facts.iter().map(|f| f.published.len()).sum();
-        match exposure::before_and_after(&runs, &rulesets, published, &external, system) {
+        match exposure::before_and_after(&runs, &nft_run, &rulesets, published, &external, system) {
             Ok(pair) => Some(pair),
             Err(e) => {
                 warnings.push(format!("exposure not analysed: {e:#}"));

@@ -549,7 +549,16 @@ nft_cycle() {
     fi
     check_matrix "after apply" nftables
     check_egress "after apply"
-    # what the exposure report (iptables only) says with our table in front: never "open"
+    # the module's report walks our table at its hooks: every port reachable by the allowed client only
+    if jq -e --arg a4 "$DK_ALLOWED4/32" --arg a6 "$DK_ALLOWED6/128" '(.exposure.ports | length) > 0 and
+        all(.exposure.ports[]; .verdict == "restricted" and (.sources == [$a4] or .sources == [$a6]))' \
+        "$LAST_APPLY_RES" >/dev/null; then
+        ok "the module's exposure report: every published port restricted to the allowed client ($(jq '.exposure.ports | length' "$LAST_APPLY_RES") rows), as the probes found"
+    else
+        not_ok "the module's exposure report: every published port restricted to the allowed client" \
+            "$(jq -c '[.exposure.ports[]? | {port: .host_port, family, verdict, sources, rule}], .exposure.notes' "$LAST_APPLY_RES" | cut -c1-900)"
+    fi
+    # without the policy, `docker_firewall exposure` cannot tell our table is the policy's: never "open"
     if dk_in "$NS_HOST" timeout 30 "$DFW_BIN" exposure --json --external eth0 \
         --docker-socket "$DK_DIR/docker.sock" >"$json" 2>"$json.err"; then
         out=$(jq -r '[.ports[] | .verdict] | unique | join(" ")' "$json")

@@ -8,7 +8,7 @@
 #   1. dockerd with the userland proxy ON (Docker's default); three containers publishing ports on
 #      docker0, on a user-defined br-* network and on a network whose bridge has a custom name.
 #      The hole first: before any policy, the stranger reaches every published port.
-#   2. For each strategy (docker_user, prerouting, both): --check --diff changes nothing; apply;
+#   2. For each strategy (docker_user and both by default; prerouting with DFW_E2E_STRATEGIES): --check --diff changes nothing; apply;
 #      the allowed client reaches every published port (DNAT: the container sees its address), the
 #      stranger none (IPv4 and IPv6); containers still reach the "internet"; a second run reports no
 #      change; dockerd is restarted (stopped by its PID) while the stranger probes continuously: it
@@ -40,7 +40,8 @@
 # Nothing here changes the machine's own firewall, routes or links.
 #
 # Environment: DFW_E2E_ENGINES (default "20 28"), DFW_E2E_BACKENDS (default "nft legacy"),
-#   DFW_E2E_STRATEGIES (default all three), DFW_E2E_REBOOT_STRATEGIES (default "docker_user both"),
+#   DFW_E2E_STRATEGIES (default "docker_user both"; "docker_user prerouting both" adds prerouting alone,
+#   about 75 s more: tests/netns covers it on both layouts and backends), DFW_E2E_REBOOT_STRATEGIES (default "docker_user both"),
 #   DFW_E2E_STRATEGIES_28 and DFW_E2E_REBOOT_STRATEGIES_28 (default "docker_user"),
 #   DFW_E2E_STRATEGIES_28_LEGACY and DFW_E2E_REBOOT_STRATEGIES_28_LEGACY (default "-"),
 #   DFW_E2E_STRATEGIES_20_LEGACY and DFW_E2E_REBOOT_STRATEGIES_20_LEGACY (default "docker_user"); "-" for none.
@@ -63,7 +64,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 read -r -a ENGINES <<<"${DFW_E2E_ENGINES:-20 28}"
 read -r -a BACKENDS <<<"${DFW_E2E_BACKENDS:-nft legacy}"
-read -r -a STRATEGIES_20 <<<"${DFW_E2E_STRATEGIES:-docker_user prerouting both}"
+read -r -a STRATEGIES_20 <<<"${DFW_E2E_STRATEGIES:-docker_user both}"
 read -r -a REBOOT_STRATEGIES_20 <<<"${DFW_E2E_REBOOT_STRATEGIES:-docker_user both}"
 read -r -a STRATEGIES_28 <<<"${DFW_E2E_STRATEGIES_28:-docker_user}"
 read -r -a REBOOT_STRATEGIES_28 <<<"${DFW_E2E_REBOOT_STRATEGIES_28:-docker_user}"

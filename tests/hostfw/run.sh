@@ -46,6 +46,8 @@
 #   its control; about 25 s more; default 0),
 #   DFW_HOSTFW_NFT_ENGINES (the engines the nftables-dataplane scenarios run on: default "28", else the
 #   first engine there is; "20.10 28" for both, about 2.5 minutes more),
+#   DFW_HOSTFW_LEGACY_ENGINES (the engines the iptables-legacy scenarios run on: default "20.10",
+#   "20.10 28" for both, about 45 s more; the CI budget),
 #   DFW_HOSTFW_RESYNC (the watch's --resync, default 3), DFW_HOSTFW_RELOADS (default 2),
 #   DFW_HOSTFW_FIREWALLD_PAUSE (seconds probed after each firewall-cmd --reload, default 7),
 #   DFW_HOSTFW_FIGURES (a file to write the figures to, as a markdown table), DFW_HOSTFW_KEEP=1.
@@ -715,6 +717,7 @@ for e in "${ENGINES[@]}"; do
     for s in "${SCENARIOS[@]}"; do
         case $s in
             *:*:nftables) [[ " ${NFT_ENGINES[*]} " == *" $e "* ]] && scenario_nft "$e" "$s" ;;
+            *:legacy) [[ " ${DFW_HOSTFW_LEGACY_ENGINES:-20.10} " == *" ${e%%:*} "* ]] && scenario "$e" "$s" ;;
             *) scenario "$e" "$s" ;;
         esac
     done

@@ -86,7 +86,9 @@ pub enum Command {
         /// takes them, else (files) those this product's rules name.
         #[arg(long, value_name = "IFACE")]
         external: Vec<String>,
-        /// Take external_interfaces (and backend) from this policy file.
+        /// Take external_interfaces (and backend) from this policy file; with the nftables
+        /// dataplane, its table is walked too when the live one reads back equal to what this
+        /// policy gives (the watch service's is /etc/docker_firewall/policy.json).
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
         /// Docker's API socket, for the containers' names (default: DOCKER_HOST when it is

@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod desired;
+pub mod ipset;
 pub mod lockout;
 pub mod names;
 pub mod nft;

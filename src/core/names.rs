@@ -32,6 +32,11 @@ pub const HOST_GUARD: &str = "DFW-HOST-GUARD";
 pub const HOST_POLICY: &str = "DFW-HOST-POLICY";
 pub const EGRESS_DENY: &str = "DFW-EGRESS-DENY";
 
+// What we own in ipset (the iptables dataplane's large allow lists): sets with this prefix.
+pub const IPSET_PREFIX: &str = "dfw-";
+/// Appended to a set's name for the set filled beside it and then swapped in.
+pub const IPSET_TEMP_SUFFIX: &str = "-new";
+
 // What we own in nftables: one table; its rules tagged with this comment.
 pub const NFT_TABLE_FAMILY: &str = "inet";
 pub const NFT_TABLE_NAME: &str = "docker_firewall";

@@ -237,6 +237,14 @@ pub struct FakeSystem {
     pub save_notes: RefCell<String>,
     /// Some(holder): another run holds the run lock and never lets go.
     pub lock_holder: RefCell<Option<String>>,
+    /// The ipsets (see fake_ipset.rs); whether the ipset command is installed.
+    pub ipsets: RefCell<super::fake_ipset::FakeSets>,
+    pub ipset_installed: Cell<bool>,
+    /// Every `ipset restore` input, in order.
+    pub ipset_inputs: RefCell<Vec<String>>,
+    /// When set, the first restore line starting with this text fails (lines before it are
+    /// applied, as with the real tool); once.
+    pub fail_ipset_line: RefCell<Option<String>>,
 }
 
 impl FakeSystem {
@@ -250,6 +258,7 @@ impl FakeSystem {
             }
         }
         fake.default_backend.set(Some(Backend::Nft));
+        fake.ipset_installed.set(true);
         fake.routes.borrow_mut().push("eth0".into());
         fake
     }
@@ -284,6 +293,32 @@ impl FakeSystem {
             .get(&(family, backend))
             .map(Netfilter::save)
             .unwrap_or_default()
+    }
+
+    /// Whether an iptables rule of any family or backend matches on this set.
+    pub fn set_in_use(&self, name: &str) -> bool {
+        let needle = format!("--match-set {name} ");
+        self.netfilter.borrow().values().any(|nf| {
+            nf.tables
+                .values()
+                .any(|t| t.rules.iter().any(|(_, spec)| spec.contains(&needle)))
+        })
+    }
+
+    /// The first line of restore input that matches on a set that does not exist.
+    fn missing_set(&self, input: &str) -> Option<String> {
+        input.lines().enumerate().find_map(|(index, line)| {
+            let args = split_args(line);
+            let at = args.iter().position(|a| a == "--match-set")?;
+            let name = args.get(at + 1)?;
+            let adds = line.starts_with("-A ") || line.starts_with("-I ");
+            (adds && !self.ipsets.borrow().contains_key(name)).then(|| {
+                format!(
+                    "iptables-restore: line {} failed: Set {name} doesn't exist.",
+                    index + 1
+                )
+            })
+        })
     }
 
     /// Applies restore input directly (e.g. to play Docker moving its jumps).
@@ -333,6 +368,13 @@ impl System for FakeSystem {
             family.name(),
             backend.name()
         );
+        if let Some(stderr) = self.missing_set(input) {
+            return Err(CommandError {
+                command,
+                status: "exit status: 2".into(),
+                stderr,
+            });
+        }
         if self.fail_restore.get() == Some(family) {
             return Err(CommandError {
                 command,
@@ -374,6 +416,10 @@ impl System for FakeSystem {
 
     fn nft(&self, args: &[&str], input: Option<&str>) -> Result<String, CommandError> {
         super::fake_nft::run(self, args, input)
+    }
+
+    fn ipset(&self, args: &[&str], input: Option<&str>) -> Result<String, CommandError> {
+        super::fake_ipset::run(self, args, input)
     }
 
     fn default_route_interfaces(&self) -> Vec<String> {

@@ -4,6 +4,7 @@
 
 pub mod events;
 pub mod fake;
+mod fake_ipset;
 mod fake_nft;
 pub mod lock;
 pub mod process;
@@ -69,6 +70,16 @@ pub trait System {
         let _ = input;
         Err(CommandError {
             command: format!("nft {}", args.join(" ")),
+            status: "not available".into(),
+            stderr: String::new(),
+        })
+    }
+    /// `ipset ARGS` (`save`, or `restore` with `input` on stdin); fails when ipset is not
+    /// installed.
+    fn ipset(&self, args: &[&str], input: Option<&str>) -> Result<String, CommandError> {
+        let _ = input;
+        Err(CommandError {
+            command: format!("ipset {}", args.join(" ")),
             status: "not available".into(),
             stderr: String::new(),
         })

@@ -218,6 +218,15 @@ impl System for RealSystem {
         run(&nft, args, input)
     }
 
+    fn ipset(&self, args: &[&str], input: Option<&str>) -> Result<String, CommandError> {
+        let ipset = find_program("ipset").ok_or_else(|| CommandError {
+            command: format!("ipset {}", args.join(" ")),
+            status: "not installed".into(),
+            stderr: "the ipset command (Debian package ipset) is not installed".into(),
+        })?;
+        run(&ipset, args, input)
+    }
+
     fn default_route_interfaces(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         // /proc/net/route: Iface Destination Gateway Flags RefCnt Use Metric Mask ...

@@ -16,9 +16,10 @@ use std::path::PathBuf;
 pub const DEFAULT_RULES_V4: &str = "/etc/iptables/rules.v4";
 pub const DEFAULT_RULES_V6: &str = "/etc/iptables/rules.v6";
 pub const DEFAULT_RULES_NFT: &str = "/etc/docker_firewall/docker_firewall.nft";
+pub const DEFAULT_RULES_IPSET: &str = "/etc/iptables/ipsets";
 pub const DEFAULT_DOCKER_INTERFACES: [&str; 2] = ["docker0", "br-+"];
 
-const TOP_LEVEL_KEYS: [&str; 16] = [
+const TOP_LEVEL_KEYS: [&str; 17] = [
     "lock_timeout",
     "state",
     "families",
@@ -35,6 +36,7 @@ const TOP_LEVEL_KEYS: [&str; 16] = [
     "rules_v4",
     "rules_v6",
     "rules_nft",
+    "rules_ipset",
 ];
 const INGRESS_KEYS: [&str; 2] = ["default", "allow"];
 const ALLOW_KEYS: [&str; 5] = ["ports", "proto", "sources", "destination", "comment"];
@@ -199,6 +201,10 @@ pub fn parse_args(value: &Value) -> Result<Config> {
         None => PathBuf::from(DEFAULT_RULES_NFT),
         Some(v) => path(v, "rules_nft")?,
     };
+    let rules_ipset = match get("rules_ipset") {
+        None => PathBuf::from(DEFAULT_RULES_IPSET),
+        Some(v) => path(v, "rules_ipset")?,
+    };
     let lock_timeout = match get("lock_timeout") {
         None => DEFAULT_LOCK_TIMEOUT,
         Some(v) => seconds(v, "lock_timeout", MAX_LOCK_TIMEOUT)?,
@@ -208,6 +214,12 @@ pub fn parse_args(value: &Value) -> Result<Config> {
     }
     if persist && (rules_nft == rules_v4 || rules_nft == rules_v6) {
         return err("rules_nft", "must differ from rules_v4 and rules_v6");
+    }
+    if persist && [&rules_v4, &rules_v6, &rules_nft].contains(&&rules_ipset) {
+        return err(
+            "rules_ipset",
+            "must differ from rules_v4, rules_v6 and rules_nft",
+        );
     }
     let internal_flag = |key: &str| {
         args.get(key)
@@ -232,6 +244,7 @@ pub fn parse_args(value: &Value) -> Result<Config> {
         rules_v4,
         rules_v6,
         rules_nft,
+        rules_ipset,
         lock_timeout,
         check_mode: internal_flag("_ansible_check_mode")?,
         diff: internal_flag("_ansible_diff")?,

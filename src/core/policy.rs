@@ -233,6 +233,9 @@ pub struct Config {
     pub rules_v6: PathBuf,
     /// The nftables dataplane's table as an `nft -f` script.
     pub rules_nft: PathBuf,
+    /// The iptables dataplane's ipsets in `ipset save` format (netfilter-persistent's ipset
+    /// plugin loads it before rules.v4).
+    pub rules_ipset: PathBuf,
     /// Seconds to wait for another run's lock.
     pub lock_timeout: u64,
     pub check_mode: bool,

@@ -22,8 +22,9 @@ fn restore_failure(family: Family, error: &CommandError, input: &str) -> anyhow:
 }
 
 /// The line number in "line N failed" / "line N: ..." messages of iptables-restore.
-/// Both backends' forms: "line 5 failed", "line 5: RULE_APPEND failed", "Error occurred at line: 5".
-fn failing_line(stderr: &str) -> Option<usize> {
+/// Both backends' forms: "line 5 failed", "line 5: RULE_APPEND failed", "Error occurred at line: 5";
+/// ipset's "Error in line 5: ...".
+pub(super) fn failing_line(stderr: &str) -> Option<usize> {
     stderr.match_indices("line").find_map(|(at, _)| {
         let rest = stderr[at + 4..].trim_start_matches([':', ' ']);
         let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();

@@ -7,6 +7,7 @@ mod checks;
 mod dataplane;
 mod docker;
 pub mod exposure;
+mod ipsets;
 mod iptables;
 mod nftables;
 pub mod policy_file;
@@ -15,6 +16,7 @@ mod report;
 
 use crate::core::args::parse_args_text;
 use crate::core::desired::{PublishedPort, desired_state};
+use crate::core::ipset::{IpSet, desired_sets};
 use crate::core::nft::desired::desired_table;
 use crate::core::owned::{DesiredState, LiveState};
 use crate::core::plan::{FamilyPlan, plan};
@@ -209,6 +211,7 @@ pub fn run_with(config: &Config, system: &dyn System, remembered: &Remembered) -
     )?);
     // Plan every dataplane: the chosen one gets the policy, the other one nothing.
     let mut runs = plan_families(config, &external, &rulesets, &docker);
+    let mut sets = plan_sets(config, system, &runs, docker.dataplane, &mut warnings)?;
     let nft_desired = match docker.dataplane {
         Dataplane::Nftables => desired_table(config, &external, &docker.all()),
         Dataplane::Iptables => None,
@@ -219,6 +222,7 @@ pub fn run_with(config: &Config, system: &dyn System, remembered: &Remembered) -
     }
     if config.persist {
         prepare_files(config, system, &mut runs, &mut nft_run)?;
+        sets.file = Some(sets_file(config, system, &sets.desired)?);
     }
     // Before and after: iptables' rules and our nftables table, where the run knows it.
     let exposures = if config.analyse_exposure {
@@ -236,6 +240,7 @@ pub fn run_with(config: &Config, system: &dyn System, remembered: &Remembered) -
     let mut iptables = IptablesRun {
         runs,
         backend: host.backend,
+        sets,
     };
     let changed = [&iptables as &dyn dataplane::Dataplane, &nft_run]
         .iter()
@@ -308,6 +313,39 @@ fn plan_families(
             }
         })
         .collect()
+}
+
+/// The ipsets the iptables dataplane's large allow entries need (in the families planned), and
+/// ours as they are.
+fn plan_sets(
+    config: &Config,
+    system: &dyn System,
+    runs: &[FamilyRun],
+    dataplane: Dataplane,
+    warnings: &mut Vec<String>,
+) -> Result<ipsets::SetRun> {
+    let families: Vec<Family> = runs.iter().map(|r| r.family).collect();
+    let desired = match (dataplane, config.state) {
+        (Dataplane::Iptables, State::Present) => desired_sets(&config.ingress.allow, &families),
+        _ => Vec::new(),
+    };
+    let (live, note) = ipsets::read_live(system, &desired)?;
+    warnings.extend(note);
+    Ok(ipsets::SetRun::new(live, desired))
+}
+
+/// The boot-time sets file (`rules_ipset`) as it is and as the plan leaves it.
+fn sets_file(config: &Config, system: &dyn System, desired: &[IpSet]) -> Result<FileChange> {
+    let path = config.rules_ipset.clone();
+    let before = system
+        .read_file(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let after = crate::core::ipset::file_content(before.as_deref(), desired);
+    Ok(FileChange {
+        path,
+        before,
+        after,
+    })
 }
 
 /// The rules files as they are and as the plan leaves them.

@@ -45,7 +45,8 @@ pub fn is_ours(name: &str) -> bool {
     name.starts_with(IPSET_PREFIX)
 }
 
-fn is_temp(name: &str) -> bool {
+/// A set filled beside its own and not yet swapped in (left over when a run was killed).
+pub fn is_temp(name: &str) -> bool {
     is_ours(name) && name.ends_with(IPSET_TEMP_SUFFIX)
 }
 

@@ -109,6 +109,14 @@ fn parse_member(text: &str) -> Option<IpNet> {
 /// our sets between marker lines, every other line kept; copies of our sets outside the
 /// markers (an `ipset save` of the live sets) dropped. None when nothing is left.
 pub fn file_content(existing: Option<&str>, sets: &[IpSet]) -> Option<String> {
+    let holds_ours = |text: &str| {
+        text.lines()
+            .any(|l| l.trim().starts_with(BEGIN) || names_ours(l.trim()))
+    };
+    if sets.is_empty() && !existing.is_some_and(holds_ours) {
+        // Nothing of ours to add or remove: the file stays byte for byte.
+        return existing.map(str::to_string);
+    }
     let mut lines: Vec<String> = Vec::new();
     let mut in_block = false;
     for line in existing.unwrap_or("").lines() {

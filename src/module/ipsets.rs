@@ -1,0 +1,141 @@
+//! The iptables dataplane's ipsets in a run: read (`ipset save`, ours only), planned against
+//! the sets the policy needs, filled before the rules that use them and destroyed after the
+//! rules that used them are gone (iptables.rs orders the steps), read back, and put back as
+//! they were when a step fails.
+
+use super::{DiffEntry, FileChange};
+use crate::core::ipset::{IpSet, SetPlan, parse_save, plan_sets, render_save};
+use crate::system::{CommandError, System};
+use anyhow::{Result, anyhow};
+
+pub(crate) struct SetRun {
+    /// Ours as read before the run.
+    pub(crate) live: Vec<IpSet>,
+    pub(crate) desired: Vec<IpSet>,
+    pub(crate) plan: SetPlan,
+    /// The boot-time sets file (`rules_ipset`), with `persist`.
+    pub(crate) file: Option<FileChange>,
+}
+
+/// `ipset save`, ours only. Where ipset is missing or fails and no set is wanted, there is
+/// nothing of ours to see (`Ok(None)` with the reason, for a warning when it is not merely
+/// missing); where sets are wanted, the failure is the run's.
+pub(crate) fn read_live(
+    system: &dyn System,
+    desired: &[IpSet],
+) -> Result<(Vec<IpSet>, Option<String>)> {
+    match system.ipset(&["save"], None) {
+        Ok(text) => Ok((parse_save(&text).map_err(|e| anyhow!(e))?, None)),
+        Err(e) if desired.is_empty() => {
+            let missing = e.status == "not installed" || e.status == "not available";
+            let note = (!missing).then(|| format!("ipsets not read: {e}"));
+            Ok((Vec::new(), note))
+        }
+        Err(e) => {
+            let first = &desired[0];
+            Err(anyhow!(
+                "{} ({} sources): allow entries with {} or more sources of a family are matched \
+                 with an ipset on the iptables dataplane, and ipset cannot be used: {e}; install \
+                 ipset (Debian package ipset) or use dataplane: nftables",
+                first.name,
+                first.members.len(),
+                crate::core::ipset::SET_THRESHOLD
+            ))
+        }
+    }
+}
+
+impl SetRun {
+    pub(crate) fn new(live: Vec<IpSet>, desired: Vec<IpSet>) -> Self {
+        let plan = plan_sets(&live, &desired);
+        SetRun {
+            live,
+            desired,
+            plan,
+            file: None,
+        }
+    }
+
+    pub(crate) fn before_text(&self) -> String {
+        let sets: Vec<IpSet> = self.live.iter().filter(|s| !is_temp(s)).cloned().collect();
+        render_save(&sets)
+    }
+
+    pub(crate) fn diff_entry(&self) -> Option<DiffEntry> {
+        if self.plan.is_empty() {
+            return None;
+        }
+        Some(DiffEntry {
+            before: self.before_text(),
+            after: render_save(&self.desired),
+            before_header: "ipsets owned by docker_firewall, live".into(),
+            after_header: "ipsets owned by docker_firewall, planned".into(),
+        })
+    }
+
+    /// Creates and refills what the rules will use: before the iptables restore.
+    pub(crate) fn fill(&self, system: &dyn System) -> Result<()> {
+        restore(system, &self.plan.fill_script())
+    }
+
+    /// Destroys what no rule uses any more: after the iptables restore.
+    pub(crate) fn destroy(&self, system: &dyn System) -> Result<()> {
+        restore(system, &self.plan.destroy_script())
+    }
+
+    /// Ours read back must be exactly the desired sets.
+    pub(crate) fn verify(&self, system: &dyn System) -> Result<()> {
+        let text = system.ipset(&["save"], None)?;
+        let now = parse_save(&text).map_err(|e| anyhow!(e))?;
+        let left = plan_sets(&now, &self.desired);
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(anyhow!(
+                "the ipsets read back after ipset restore differ from the plan; still to do: {}",
+                left.actions().join("; ")
+            ))
+        }
+    }
+
+    /// Puts our sets back as they were before the run (every rule that uses them must be back
+    /// first); says what happened.
+    pub(crate) fn roll_back(&self, system: &dyn System) -> String {
+        let result = (|| -> Result<()> {
+            let text = system.ipset(&["save"], None)?;
+            let now = parse_save(&text).map_err(|e| anyhow!(e))?;
+            let before: Vec<IpSet> = self.live.iter().filter(|s| !is_temp(s)).cloned().collect();
+            let back = plan_sets(&now, &before);
+            restore(system, &(back.fill_script() + &back.destroy_script()))
+        })();
+        match result {
+            Ok(()) => "ipsets rolled back".into(),
+            Err(e) => format!("rolling back ipsets FAILED: {e:#}"),
+        }
+    }
+}
+
+fn is_temp(set: &IpSet) -> bool {
+    crate::core::ipset::is_temp(&set.name)
+}
+
+/// `ipset restore` of `script`; the error names the command, its stderr and the failing line.
+fn restore(system: &dyn System, script: &str) -> Result<()> {
+    if script.is_empty() {
+        return Ok(());
+    }
+    system
+        .ipset(&["restore"], Some(script))
+        .map(|_| ())
+        .map_err(|e| restore_failure(&e, script))
+}
+
+fn restore_failure(error: &CommandError, input: &str) -> anyhow::Error {
+    let mut msg = error.to_string();
+    if let Some(line) = super::apply::failing_line(&error.stderr)
+        && let Some(text) = input.lines().nth(line.saturating_sub(1))
+    {
+        msg.push_str(&format!("; input line {line}: {text}"));
+    }
+    anyhow!(msg)
+}

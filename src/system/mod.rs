@@ -4,7 +4,7 @@
 
 pub mod events;
 pub mod fake;
-mod fake_ipset;
+pub mod fake_ipset;
 mod fake_nft;
 pub mod lock;
 pub mod process;

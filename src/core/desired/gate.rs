@@ -16,7 +16,7 @@ pub(super) fn add_gate(
     family: Family,
     external_interfaces: &[String],
     facts: &DockerFacts,
-    allow: &[&AllowEntry],
+    allow: &[(usize, &AllowEntry)],
 ) {
     // Only Docker's published ports: other tools' nat rules keep seeing everything else.
     let gate = per_published_port(external_interfaces, &facts.published, GATE, GATE_POLICY);

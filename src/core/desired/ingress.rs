@@ -5,6 +5,7 @@
 use super::REPLIES;
 use super::docker_facts::PublishedPort;
 use super::logging::log_rule;
+use crate::core::ipset::entry_set;
 use crate::core::names::{INGRESS, INGRESS_DENY, INGRESS_POLICY, PROXY_GUARD};
 use crate::core::owned::DesiredState;
 use crate::core::policy::{AllowEntry, Config, Family, Verdict};
@@ -19,7 +20,7 @@ pub(super) fn add_forward(
     bridges: &[String],
     config: &Config,
     family: Family,
-    allow: &[&AllowEntry],
+    allow: &[(usize, &AllowEntry)],
 ) {
     let mut rules = vec![RuleBuilder::new().matching(REPLIES).jump(INGRESS, "RETURN")];
     for ext in external_interfaces {
@@ -66,7 +67,7 @@ pub(super) fn add_policy(
     table: &str,
     config: &Config,
     family: Family,
-    allow: &[&AllowEntry],
+    allow: &[(usize, &AllowEntry)],
 ) {
     let mut policy = allow_rules(INGRESS_POLICY, family, allow);
     policy.push(RuleBuilder::new().jump(INGRESS_POLICY, INGRESS_DENY));
@@ -117,10 +118,18 @@ pub(super) fn per_published_port(
 
 /// One RETURN rule per (source, port) of every entry that applies to `family`. Ports are the
 /// published host ports, matched on the connection's original destination, which DNAT keeps.
-pub(super) fn allow_rules(chain: &str, family: Family, entries: &[&AllowEntry]) -> Vec<Rule> {
+/// One RETURN per source and port; an entry with an ipset in this family (core/ipset: many
+/// sources) matches them all with the set, one rule per port.
+pub(super) fn allow_rules(
+    chain: &str,
+    family: Family,
+    entries: &[(usize, &AllowEntry)],
+) -> Vec<Rule> {
     let mut rules = Vec::new();
-    for entry in entries {
-        let sources: Vec<Option<String>> = if entry.sources.is_empty() {
+    for &(index, entry) in entries {
+        let set =
+            entry_set(entry, index, family).map(|s| format!("-m set --match-set {} src", s.name));
+        let sources: Vec<Option<String>> = if entry.sources.is_empty() || set.is_some() {
             vec![None]
         } else {
             entry
@@ -148,6 +157,9 @@ pub(super) fn allow_rules(chain: &str, family: Family, entries: &[&AllowEntry]) 
                     rule = rule.source(s);
                 }
                 rule = rule.proto(entry.proto.name());
+                if let Some(m) = &set {
+                    rule = rule.matching(m);
+                }
                 if let Some(m) = matching {
                     rule = rule.matching(m);
                 }

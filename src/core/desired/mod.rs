@@ -69,11 +69,13 @@ pub fn desired_state(
         return desired;
     }
     let strategy = config.strategy;
-    let allow: Vec<&AllowEntry> = config
+    // With their place in ingress.allow, which names their ipsets.
+    let allow: Vec<(usize, &AllowEntry)> = config
         .ingress
         .allow
         .iter()
-        .filter(|e| e.applies_to(family))
+        .enumerate()
+        .filter(|(_, e)| e.applies_to(family))
         .collect();
     let bridges = bridges_to_guard(config, facts);
     // Docker puts its own FORWARD rules above ours on every start where it keeps no DOCKER-USER

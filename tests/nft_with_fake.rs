@@ -327,16 +327,23 @@ fn auto_follows_docker_to_nftables_even_after_creating_docker_user_itself() {
 }
 
 #[test]
-fn a_large_allow_list_on_iptables_suggests_the_nftables_dataplane() {
+fn a_large_allow_list_on_iptables_rules_suggests_the_nftables_dataplane() {
     let fake = FakeSystem::new();
     fake.load(
         Family::Ipv4,
         Backend::Nft,
         "*filter\n:INPUT ACCEPT [0:0]\n:DOCKER - [0:0]\n:DOCKER-USER - [0:0]\nCOMMIT\n",
     );
-    let sources: Vec<String> = (0..300)
+    let mut sources: Vec<String> = (0..300)
         .map(|i| format!("10.{}.{}.1", i / 256, i % 256))
         .collect();
+    let args = json!({"external_interfaces": ["eth0"], "persist": false, "families": ["ipv4"],
+                      "ingress": {"allow": [{"ports": [443], "sources": sources}]}});
+    // Matched with an ipset: nothing to warn about.
+    let with_set = run(&fake, &args);
+    assert_eq!(with_set["warnings"], json!([]), "{with_set}");
+    // A /0 keeps the entry on rules (hash:net cannot hold it): 300 rules, a warning.
+    sources[0] = "0.0.0.0/0".into();
     let args = json!({"external_interfaces": ["eth0"], "persist": false, "families": ["ipv4"],
                       "ingress": {"allow": [{"ports": [443], "sources": sources}]}});
     let result = run(&fake, &args);

@@ -4,6 +4,7 @@
 
 use super::docker::DockerView;
 use crate::core::desired::bridges_to_guard;
+use crate::core::ipset::entry_set;
 use crate::core::lockout::{Management, deny_host_refusal, external_interface_refusal};
 use crate::core::policy::{Backend, Config, Dataplane, Family, State, Strategy};
 use crate::system::System;
@@ -82,7 +83,7 @@ pub(super) fn warnings_and_refusals(
 }
 
 /// A warning per allow entry whose sources the iptables dataplane matches rule by rule at a
-/// measurable cost.
+/// measurable cost (most get an ipset instead: core/ipset.rs; those with a `/0` among them do not).
 fn large_allow_lists(config: &Config, backend: Backend) -> Vec<String> {
     let limit = match backend {
         Backend::Nft => RULE_PER_SOURCE_LIMIT_NFT,
@@ -91,7 +92,8 @@ fn large_allow_lists(config: &Config, backend: Backend) -> Vec<String> {
     let mut out = Vec::new();
     for (index, entry) in config.ingress.allow.iter().enumerate() {
         let largest = [Family::Ipv4, Family::Ipv6]
-            .iter()
+            .into_iter()
+            .filter(|&f| entry_set(entry, index, f).is_none())
             .map(|f| entry.sources.iter().filter(|s| f.holds(s)).count())
             .max()
             .unwrap_or(0);

@@ -39,6 +39,7 @@ fn view<'a>(texts: &'a [(Family, String)], external: &[&str]) -> HostView<'a> {
         foreign_hooks: Vec::new(),
         own_table: None,
         notes: Vec::new(),
+        sets: BTreeMap::new(),
     }
 }
 

@@ -94,7 +94,18 @@ fn live(options: &Options, config: &Config, system: &dyn System) -> Result<Expos
         foreign_hooks,
         own_table,
         notes,
+        sets: live_sets(system),
     }))
+}
+
+/// Our ipsets' members, live; without ipset (or when it fails) none, and their rules stay unknown.
+fn live_sets(system: &dyn System) -> crate::exposure::SetMembers {
+    system
+        .ipset(&["save"], None)
+        .ok()
+        .and_then(|text| crate::core::ipset::parse_save(&text).ok())
+        .map(|sets| crate::core::ipset::members_by_name(&sets))
+        .unwrap_or_default()
 }
 
 fn from_files(options: &Options, config: &Config, system: &dyn System) -> Result<Exposure> {
@@ -145,7 +156,11 @@ fn from_files(options: &Options, config: &Config, system: &dyn System) -> Result
             "from saved iptables-save output: what listens on the host is assumed (docker-proxy on \
              every published port) and other firewalls' nftables tables are not seen"
                 .into(),
+            "from saved files: the members of ipsets are not known (rules matching a set are \
+             unknown)"
+                .into(),
         ],
+        sets: BTreeMap::new(),
     }))
 }
 

@@ -100,7 +100,7 @@ const GOES_ON: [&str; 9] = [
     "LOG", "NFLOG", "ULOG", "TRACE", "AUDIT", "SET", "CLASSIFY", "TCPMSS", "DSCP",
 ];
 
-pub fn compile(family: Family, spec: &str) -> Compiled<'_> {
+pub fn compile<'a>(family: Family, spec: &'a str, sets: &super::SetMembers) -> Compiled<'a> {
     let args = crate::core::save::split_args(spec);
     let split = args
         .iter()
@@ -176,6 +176,24 @@ pub fn compile(family: Family, spec: &str) -> Compiled<'_> {
                 Some(Test::Fixed(syn_flags(value, set)))
             }
             "--comment" => None,
+            // Our sets' members are known; a set of someone else's, or matched on anything but
+            // the source address, is not.
+            "--match-set" => {
+                let flags = matches.get(i + 2).map(String::as_str).unwrap_or("");
+                consumed = 3;
+                match sets.get(value).filter(|_| flags == "src") {
+                    Some(members) => {
+                        let mut set = SourceSet::empty(family);
+                        for n in members.iter().filter(|n| family.holds(n)) {
+                            set.add(&SourceSet::of_net(family, n));
+                        }
+                        let set = if negated { set.complement() } else { set };
+                        sources = sources.intersect(&set);
+                        None
+                    }
+                    None => Some(Test::Unknown(format!("-m set --match-set {value} {flags}"))),
+                }
+            }
             _ => Some(Test::Unknown(format!(
                 "{}{option} {value}",
                 if module.is_empty() {

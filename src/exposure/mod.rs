@@ -48,7 +48,13 @@ pub struct HostView<'a> {
     pub own_table: Option<crate::core::nft::Table>,
     /// What the analysis could not look at, said beside the verdicts.
     pub notes: Vec<String>,
+    /// Members of our ipsets (`ipset save`, or the sets a run plans): a `--match-set` on one of
+    /// them matches its members; on any other set the verdict is unknown.
+    pub sets: SetMembers,
 }
+
+/// ipset name -> its networks.
+pub type SetMembers = BTreeMap<String, Vec<ipnet::IpNet>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -106,7 +112,7 @@ pub fn analyze(view: &HostView) -> Exposure {
     let not_local: HashSet<IpAddr> = all_published.iter().map(|p| p.to_addr).collect();
     let mut ports = Vec::new();
     for (family, ruleset) in &view.rulesets {
-        let mut tables = Tables::new(*family, ruleset);
+        let mut tables = Tables::new(*family, ruleset, &view.sets);
         if let Some(own) = &view.own_table {
             tables = tables.with(own_table::compile_table(*family, own));
         }

@@ -14,6 +14,7 @@ fn view<'a>(v4: &'a str, v6: Option<&'a str>, external: &[&str]) -> HostView<'a>
         foreign_hooks: Vec::new(),
         own_table: None,
         notes: Vec::new(),
+        sets: BTreeMap::new(),
     }
 }
 
@@ -91,6 +92,38 @@ fn unknown_match_is_named_never_guessed() {
         e.ports[0].rule
     );
     assert_eq!(e.summary.unknown, 1);
+}
+
+#[test]
+fn our_sets_are_read_by_their_members_others_stay_unknown() {
+    let text = DOCKER.replace(
+        "-A DOCKER-USER -j RETURN\n",
+        "-A DOCKER-USER -m set --match-set dfw-allow-0-v4 src -i eth0 -j RETURN\n\
+         -A DOCKER-USER -m set ! --match-set dfw-allow-1-v4 src -i eth0 -j RETURN\n\
+         -A DOCKER-USER -i eth0 -j DROP\n",
+    );
+    let nets =
+        |list: &[&str]| -> Vec<ipnet::IpNet> { list.iter().map(|n| n.parse().unwrap()).collect() };
+    let mut v = view(&text, None, &["eth0"]);
+    v.sets.insert(
+        "dfw-allow-0-v4".into(),
+        nets(&["198.51.100.7/32", "203.0.113.0/24"]),
+    );
+    // Everything but the set's members is refused by the negated rule and the drop.
+    v.sets
+        .insert("dfw-allow-1-v4".into(), nets(&["0.0.0.0/1", "128.0.0.0/1"]));
+    let e = analyze(&v);
+    assert_eq!(e.ports[0].verdict, Verdict::Restricted, "{:?}", e.ports[0]);
+    assert_eq!(e.ports[0].sources, ["198.51.100.7/32", "203.0.113.0/24"]);
+    // Without the second set's members, the verdict is unknown, naming the rule.
+    v.sets.remove("dfw-allow-1-v4");
+    let e = analyze(&v);
+    assert_eq!(e.ports[0].verdict, Verdict::Unknown);
+    assert!(
+        e.ports[0].rule.contains("dfw-allow-1-v4"),
+        "{}",
+        e.ports[0].rule
+    );
 }
 
 #[test]

@@ -43,7 +43,7 @@ pub struct Tables<'a> {
 }
 
 impl<'a> Tables<'a> {
-    pub fn new(family: Family, ruleset: &Ruleset<'a>) -> Self {
+    pub fn new(family: Family, ruleset: &Ruleset<'a>, sets: &super::SetMembers) -> Self {
         let tables = ruleset
             .tables
             .iter()
@@ -58,7 +58,7 @@ impl<'a> Tables<'a> {
                         .entry(rule.chain)
                         .or_insert(("-", Vec::new()))
                         .1
-                        .push(compile(family, rule.spec));
+                        .push(compile(family, rule.spec, sets));
                 }
                 Table {
                     name: t.name,

@@ -4,12 +4,15 @@
 use super::FamilyRun;
 use super::Remembered;
 use super::docker::DockerView;
+use super::ipsets::SetRun;
 use super::nftables::{NftPlan, NftRun, has_table};
+use crate::core::ipset::members_by_name;
 use crate::core::nft::desired::desired_table;
 use crate::core::nft::{TABLE_FAMILY, TABLE_NAME, Table, table_id};
 use crate::core::policy::Family;
 use crate::core::policy::{Config, Dataplane};
 use crate::core::save::{Ruleset, parse_save};
+use crate::exposure::SetMembers;
 use crate::exposure::{
     Exposure, ForeignHook, HostView, Listener, PortExposure, after_restore, analyze,
     foreign_tables, hooks_in, parse_listeners, who_can_connect,
@@ -127,6 +130,7 @@ pub(super) const PORT_LIMIT: usize = 200;
 pub(super) fn before_and_after(
     runs: &[FamilyRun],
     nft: &NftRun,
+    sets: &SetRun,
     rulesets: &[(Family, Ruleset)],
     published: usize,
     external: &[String],
@@ -140,7 +144,7 @@ pub(super) fn before_and_after(
     }
     let listening = listeners(system);
     let (hooks, notes) = foreign_hooks(system);
-    let view = |rulesets: Vec<(Family, Ruleset<'_>)>, own: OwnTable| {
+    let view = |rulesets: Vec<(Family, Ruleset<'_>)>, own: OwnTable, members: SetMembers| {
         let (foreign_hooks, own_table, notes) = own.apply(&hooks, &notes);
         analyze(&HostView {
             rulesets,
@@ -150,10 +154,16 @@ pub(super) fn before_and_after(
             foreign_hooks,
             own_table,
             notes,
+            sets: members,
         })
     };
-    let before = view(rulesets.to_vec(), OwnTable::of_run(nft, false));
-    if runs.iter().all(|r| r.plan.is_empty()) && nft.plan == NftPlan::Nothing {
+    let before = view(
+        rulesets.to_vec(),
+        OwnTable::of_run(nft, false),
+        members_by_name(&sets.live),
+    );
+    let unchanged = runs.iter().all(|r| r.plan.is_empty()) && sets.plan.is_empty();
+    if unchanged && nft.plan == NftPlan::Nothing {
         // nothing changes: the exposure after is the exposure now
         return Ok((before.clone(), before));
     }
@@ -165,7 +175,11 @@ pub(super) fn before_and_after(
         .iter()
         .map(|(family, text)| Ok((*family, parse_save(text)?)))
         .collect::<Result<Vec<_>>>()?;
-    let after = view(after_rulesets, OwnTable::of_run(nft, true));
+    let after = view(
+        after_rulesets,
+        OwnTable::of_run(nft, true),
+        members_by_name(&sets.desired),
+    );
     Ok((before, after))
 }
 

@@ -227,7 +227,9 @@ pub fn run_with(config: &Config, system: &dyn System, remembered: &Remembered) -
     // Before and after: iptables' rules and our nftables table, where the run knows it.
     let exposures = if config.analyse_exposure {
         let published = docker.facts.iter().map(|f| f.published.len()).sum();
-        match exposure::before_and_after(&runs, &nft_run, &rulesets, published, &external, system) {
+        match exposure::before_and_after(
+            &runs, &nft_run, &sets, &rulesets, published, &external, system,
+        ) {
             Ok(pair) => Some(pair),
             Err(e) => {
                 warnings.push(format!("exposure not analysed: {e:#}"));

@@ -83,6 +83,15 @@ pub fn entry_set(entry: &AllowEntry, entry_index: usize, family: Family) -> Opti
     })
 }
 
+/// Each set's members by name, for the exposure analysis; a set holding anything but plain
+/// networks is left out (its rules stay unknown there).
+pub fn members_by_name(sets: &[IpSet]) -> std::collections::BTreeMap<String, Vec<IpNet>> {
+    sets.iter()
+        .filter(|s| s.unreadable.is_empty())
+        .map(|s| (s.name.clone(), s.members.clone()))
+        .collect()
+}
+
 /// Every set the allow entries need in these families.
 pub fn desired_sets(allow: &[AllowEntry], families: &[Family]) -> Vec<IpSet> {
     let mut sets = Vec::new();

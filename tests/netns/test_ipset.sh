@@ -45,6 +45,12 @@ if t_dfw_ok "apply a 150-source entry" "$WITH_CLIENT"; then
         t_eq "IPv$fam no rule per source" 0 "$(grep -c -- '^-A DFW-INGRESS-POLICY -s ' <<<"$policy")"
     done
 fi
+for fam in 4 6; do
+    row=$(dfw_q "[.exposure.ports[] | select(.family == \"ipv$fam\" and .host_port == 8080)][0]")
+    [ "$fam" = 6 ] && client=$ALLOWED6/128 || client=$ALLOWED4/32
+    t_eq "exposure reads the IPv$fam set's members: 8080 restricted, the client among them" "restricted true" \
+        "$(jq -r '"\(.verdict) \(.sources | index("'"$client"'") != null)"' <<<"$row")" "$row"
+done
 mapfile -t P < <(reach_specs allowed dnat 8080; reach_specs denied closed 8080)
 T_PRE="with the set: " expect_probes "${P[@]}"
 

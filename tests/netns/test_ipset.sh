@@ -105,10 +105,10 @@ mapfile -t P < <(reach_specs allowed closed 8080; reach_specs denied closed 8080
 T_PRE="client removed: " expect_probes "${P[@]}"
 t_dfw_ok "client back" "$WITH_CLIENT"
 
-# Boot: the sets file first (netfilter-persistent's ipset plugin), then the rules files, into an
-# empty namespace.
+# Boot: the sets file first (netfilter-persistent's ipset plugin: ipset restore -exist), then the
+# rules files, into an empty namespace.
 lab_empty_ns boot && BOOT=$LAB_EMPTY_NS
-if ip netns exec "$BOOT" ipset restore <"$SETS_FILE" 2>"$T_DIR/boot.err"; then
+if ip netns exec "$BOOT" ipset restore -exist <"$SETS_FILE" 2>"$T_DIR/boot.err"; then
     ok "the sets file loads into an empty namespace"
 else
     not_ok "the sets file loads into an empty namespace" "$(cat "$T_DIR/boot.err")" "$(head -5 "$SETS_FILE")"

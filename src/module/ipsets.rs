@@ -17,20 +17,14 @@ pub(crate) struct SetRun {
     pub(crate) file: Option<FileChange>,
 }
 
-/// `ipset save`, ours only. Where ipset is missing or fails and no set is wanted, there is
-/// nothing of ours to see (`Ok(None)` with the reason, for a warning when it is not merely
-/// missing); where sets are wanted, the failure is the run's.
-pub(crate) fn read_live(
-    system: &dyn System,
-    desired: &[IpSet],
-) -> Result<(Vec<IpSet>, Option<String>)> {
+/// `ipset save`, ours only. Where ipset is missing or cannot work (no ip_set in the kernel, a
+/// container) and no set is wanted, there is nothing of ours to see: no set could have been
+/// made there, and a warning on every run of a host that never uses sets would be noise. Where
+/// sets are wanted, the failure is the run's.
+pub(crate) fn read_live(system: &dyn System, desired: &[IpSet]) -> Result<Vec<IpSet>> {
     match system.ipset(&["save"], None) {
-        Ok(text) => Ok((parse_save(&text).map_err(|e| anyhow!(e))?, None)),
-        Err(e) if desired.is_empty() => {
-            let missing = e.status == "not installed" || e.status == "not available";
-            let note = (!missing).then(|| format!("ipsets not read: {e}"));
-            Ok((Vec::new(), note))
-        }
+        Ok(text) => parse_save(&text).map_err(|e| anyhow!(e)),
+        Err(_) if desired.is_empty() => Ok(Vec::new()),
         Err(e) => {
             let first = &desired[0];
             Err(anyhow!(

@@ -211,7 +211,7 @@ pub fn run_with(config: &Config, system: &dyn System, remembered: &Remembered) -
     )?);
     // Plan every dataplane: the chosen one gets the policy, the other one nothing.
     let mut runs = plan_families(config, &external, &rulesets, &docker);
-    let mut sets = plan_sets(config, system, &runs, docker.dataplane, &mut warnings)?;
+    let mut sets = plan_sets(config, system, &runs, docker.dataplane)?;
     let nft_desired = match docker.dataplane {
         Dataplane::Nftables => desired_table(config, &external, &docker.all()),
         Dataplane::Iptables => None,
@@ -324,15 +324,13 @@ fn plan_sets(
     system: &dyn System,
     runs: &[FamilyRun],
     dataplane: Dataplane,
-    warnings: &mut Vec<String>,
 ) -> Result<ipsets::SetRun> {
     let families: Vec<Family> = runs.iter().map(|r| r.family).collect();
     let desired = match (dataplane, config.state) {
         (Dataplane::Iptables, State::Present) => desired_sets(&config.ingress.allow, &families),
         _ => Vec::new(),
     };
-    let (live, note) = ipsets::read_live(system, &desired)?;
-    warnings.extend(note);
+    let live = ipsets::read_live(system, &desired)?;
     Ok(ipsets::SetRun::new(live, desired))
 }
 

@@ -47,7 +47,7 @@ pub fn render_save(sets: &[IpSet]) -> String {
 }
 
 /// The sets of ours in `ipset save` output, members sorted; every other set is skipped.
-/// Fails on a line of ours it cannot read, naming it.
+/// Fails on an element of ours before its set's `create` line, naming the line.
 pub fn parse_save(text: &str) -> Result<Vec<IpSet>, String> {
     let mut sets: Vec<IpSet> = Vec::new();
     for (index, line) in text.lines().enumerate() {
@@ -61,14 +61,24 @@ pub fn parse_save(text: &str) -> Result<Vec<IpSet>, String> {
                         .find(|w| w[0] == key)
                         .map(|w| w[1].to_string())
                 };
+                // A set of our prefix we did not make (no family, an odd maxelem) is kept as
+                // unreadable: it differs from every desired set, and is replaced or destroyed.
+                let mut unreadable = Vec::new();
                 let family = match option("family").as_deref() {
-                    Some("inet") => Family::Ipv4,
                     Some("inet6") => Family::Ipv6,
-                    _ => return Err(bad("no family inet or inet6")),
+                    Some("inet") => Family::Ipv4,
+                    _ => {
+                        unreadable.push(format!("(no family inet or inet6: {})", words.join(" ")));
+                        Family::Ipv4
+                    }
                 };
-                let maxelem = match option("maxelem") {
-                    Some(n) => n.parse().map_err(|_| bad("maxelem is not a number"))?,
+                let maxelem = match option("maxelem").map(|n| n.parse()) {
+                    Some(Ok(n)) => n,
                     None => 65536,
+                    Some(Err(_)) => {
+                        unreadable.push(format!("(maxelem not a number: {})", words.join(" ")));
+                        0
+                    }
                 };
                 sets.push(IpSet {
                     name: name.to_string(),
@@ -76,7 +86,7 @@ pub fn parse_save(text: &str) -> Result<Vec<IpSet>, String> {
                     kind: kind.to_string(),
                     maxelem,
                     members: Vec::new(),
-                    unreadable: Vec::new(),
+                    unreadable,
                 });
             }
             ["add", name, rest @ ..] if is_ours(name) => {

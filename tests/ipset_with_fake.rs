@@ -320,3 +320,25 @@ fn without_ipset_a_large_entry_is_refused_and_a_small_policy_runs() {
     assert_eq!(out["failed"], Value::Null, "{out}");
     assert!(out["warnings"].as_array().unwrap().is_empty(), "{out}");
 }
+
+#[test]
+fn switching_to_the_nftables_dataplane_destroys_the_sets_after_the_rules() {
+    let fake = host();
+    *fake.nft_tables.borrow_mut() = Some(String::new());
+    let args = policy(sources(150, 120));
+    run(&fake, &args);
+    assert_eq!(set_names(&fake).len(), 3);
+    let out = run(&fake, &with(&args, "dataplane", json!("nftables")));
+    assert_eq!(out["failed"], Value::Null, "{out}");
+    assert_eq!(set_names(&fake), ["blocklist"]);
+    assert!(fake.nft_ours.borrow().is_some());
+    assert!(
+        !fake
+            .dump(Family::Ipv4, Backend::Nft)
+            .contains("--match-set")
+    );
+    assert_eq!(
+        run(&fake, &with(&args, "dataplane", json!("nftables")))["changed"],
+        false
+    );
+}

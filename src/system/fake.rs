@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct FakeTable {
+pub(super) struct FakeTable {
     policies: BTreeMap<String, String>,
     chains: BTreeSet<String>,
     /// (chain, spec) in order.
-    rules: Vec<(String, String)>,
+    pub(super) rules: Vec<(String, String)>,
 }
 
 impl FakeTable {
@@ -36,8 +36,8 @@ impl FakeTable {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Netfilter {
-    tables: BTreeMap<String, FakeTable>,
+pub(super) struct Netfilter {
+    pub(super) tables: BTreeMap<String, FakeTable>,
 }
 
 const TABLE_ORDER: [&str; 4] = ["raw", "mangle", "nat", "filter"];
@@ -204,7 +204,7 @@ impl Netfilter {
 /// The fake machine. Every field is public so tests can set it up and inspect it.
 #[derive(Default)]
 pub struct FakeSystem {
-    netfilter: RefCell<BTreeMap<(Family, Backend), Netfilter>>,
+    pub(super) netfilter: RefCell<BTreeMap<(Family, Backend), Netfilter>>,
     pub installed: RefCell<BTreeSet<(Family, Backend)>>,
     pub default_backend: Cell<Option<Backend>>,
     pub routes: RefCell<Vec<String>>,
@@ -295,32 +295,6 @@ impl FakeSystem {
             .unwrap_or_default()
     }
 
-    /// Whether an iptables rule of any family or backend matches on this set.
-    pub fn set_in_use(&self, name: &str) -> bool {
-        let needle = format!("--match-set {name} ");
-        self.netfilter.borrow().values().any(|nf| {
-            nf.tables
-                .values()
-                .any(|t| t.rules.iter().any(|(_, spec)| spec.contains(&needle)))
-        })
-    }
-
-    /// The first line of restore input that matches on a set that does not exist.
-    fn missing_set(&self, input: &str) -> Option<String> {
-        input.lines().enumerate().find_map(|(index, line)| {
-            let args = split_args(line);
-            let at = args.iter().position(|a| a == "--match-set")?;
-            let name = args.get(at + 1)?;
-            let adds = line.starts_with("-A ") || line.starts_with("-I ");
-            (adds && !self.ipsets.borrow().contains_key(name)).then(|| {
-                format!(
-                    "iptables-restore: line {} failed: Set {name} doesn't exist.",
-                    index + 1
-                )
-            })
-        })
-    }
-
     /// Applies restore input directly (e.g. to play Docker moving its jumps).
     pub fn apply(&self, family: Family, backend: Backend, input: &str) -> Result<(), String> {
         self.netfilter
@@ -368,7 +342,7 @@ impl System for FakeSystem {
             family.name(),
             backend.name()
         );
-        if let Some(stderr) = self.missing_set(input) {
+        if let Some(stderr) = super::fake_ipset::missing_set(self, input) {
             return Err(CommandError {
                 command,
                 status: "exit status: 2".into(),

@@ -5,6 +5,7 @@
 
 use super::CommandError;
 use super::fake::FakeSystem;
+use crate::core::save::split_args;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -141,7 +142,7 @@ fn apply_line(fake: &FakeSystem, line: &str) -> Result<(), String> {
                 return Err("The set with the given name does not exist".into());
             }
             drop(sets);
-            if fake.set_in_use(name) {
+            if set_in_use(fake, name) {
                 return Err("Set cannot be destroyed: it is in use by a kernel component".into());
             }
             fake.ipsets.borrow_mut().remove(*name);
@@ -149,4 +150,31 @@ fn apply_line(fake: &FakeSystem, line: &str) -> Result<(), String> {
         }
         _ => Err(format!("the fake ipset does not know: {line}")),
     }
+}
+
+/// Whether an iptables rule of any family or backend matches on this set.
+pub(super) fn set_in_use(fake: &FakeSystem, name: &str) -> bool {
+    let needle = format!("--match-set {name} ");
+    fake.netfilter.borrow().values().any(|nf| {
+        nf.tables
+            .values()
+            .any(|t| t.rules.iter().any(|(_, spec)| spec.contains(&needle)))
+    })
+}
+
+/// The iptables-restore error for the first rule of `input` that matches on a set that does
+/// not exist (the real tool refuses it).
+pub(super) fn missing_set(fake: &FakeSystem, input: &str) -> Option<String> {
+    input.lines().enumerate().find_map(|(index, line)| {
+        let args = split_args(line);
+        let at = args.iter().position(|a| a == "--match-set")?;
+        let name = args.get(at + 1)?;
+        let adds = line.starts_with("-A ") || line.starts_with("-I ");
+        (adds && !fake.ipsets.borrow().contains_key(name)).then(|| {
+            format!(
+                "iptables-restore: line {} failed: Set {name} doesn't exist.",
+                index + 1
+            )
+        })
+    })
 }

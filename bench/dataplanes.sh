@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench/dataplanes.sh — the module's applying and no-op runs on each dataplane, with many allowed
-# sources: iptables (one rule per source) and nftables (one interval set), on a Docker host of
+# sources: iptables (one hash:net ipset per entry and family from 100 sources on; one rule per source
+# below) and nftables (one interval set), on a Docker host of
 # 1,000 foreign rules (bench/gen_foreign.py, iptables-nft). Run by hand as root; prints medians.
 #
 # usage: bench/dataplanes.sh [SOURCES] [REPS] [BIN]     (defaults: 10000 7 the release binary)

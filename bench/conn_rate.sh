@@ -6,8 +6,9 @@
 # Dataplanes, each with S allowed sources per family for the published port (two allow entries:
 # 0 holds the IPv4 sources, 1 the IPv6 ones; the module takes at most 10,000 per entry), the
 # client's network last (so rule by rule every new connection walks all S rules):
-#   rules  today's module output (strategy docker_user): one RETURN rule per source in
-#          DFW-INGRESS-POLICY; on each backend of BACKENDS
+#   rules  the module's per-source layout (strategy docker_user): one RETURN rule per source in
+#          DFW-INGRESS-POLICY (the sources split into entries of 99: from 100 the module uses an
+#          ipset); on each backend of BACKENDS
 #   ipset  the same, with those rules replaced by hand by one rule matching the hash:net ipsets
 #          dfw-allow-0-v4 / dfw-allow-1-v6 (-m set --match-set NAME src); on each backend
 #   nft    a table `inet docker_firewall` with interval sets, built by hand with nft -f (the shape

@@ -174,8 +174,16 @@ hf_ufw_snap() {
 # hf_firewalld_up — a private system D-Bus and firewalld (its default nftables backend)
 hf_firewalld_up() {
     HF_DBUS_PID=$(hf_hx dbus-daemon --system --fork --print-pid) || return 1
+    : >"$DK_DIR/firewalld.out"
+    hf_firewalld_start && return 0
+    echo "# firewalld did not come up: $(tail -5 "$DK_DIR/firewalld.log" "$DK_DIR/firewalld.out" 2>&1)" >&2
+    return 1
+}
+
+# hf_firewalld_start — firewalld on the private D-Bus (its PID in HF_FWD_PID); 0 once it runs
+hf_firewalld_start() {
     "${HF_ENTER[@]}" firewalld --nofork --nopid --log-target file --log-file "$DK_DIR/firewalld.log" \
-        >"$DK_DIR/firewalld.out" 2>&1 </dev/null &
+        >>"$DK_DIR/firewalld.out" 2>&1 </dev/null &
     HF_FWD_PID=$!
     local _
     for _ in $(seq 1 60); do
@@ -183,7 +191,6 @@ hf_firewalld_up() {
         kill -0 "$HF_FWD_PID" 2>/dev/null || break
         sleep 0.5
     done
-    echo "# firewalld did not come up: $(tail -5 "$DK_DIR/firewalld.log" "$DK_DIR/firewalld.out" 2>&1)" >&2
     return 1
 }
 
@@ -237,16 +244,7 @@ hf_others_snap() {
 hf_firewalld_restart() {
     hf_stop_pid "$HF_FWD_PID" 15
     HF_FWD_PID=
-    "${HF_ENTER[@]}" firewalld --nofork --nopid --log-target file --log-file "$DK_DIR/firewalld.log" \
-        >>"$DK_DIR/firewalld.out" 2>&1 </dev/null &
-    HF_FWD_PID=$!
-    local _
-    for _ in $(seq 1 60); do
-        [ "$(hf_hx firewall-cmd --state 2>/dev/null)" = running ] && return 0
-        kill -0 "$HF_FWD_PID" 2>/dev/null || break
-        sleep 0.5
-    done
-    return 1
+    hf_firewalld_start
 }
 
 # hf_apply <policy> — one run of the module on the host. Exit 0 no change, 2 changed, 1 failed.

@@ -275,6 +275,18 @@ lab_up() {
     hf_dockerd_start && dk_image && dk_containers && dk_wait_up 60 && dk_wait_open "$NS_ALLOWED" allowed 30
 }
 
+# lab_up_checked — lab_up as one check (timed from the scenario's t0, naming its fw); on failure the
+# lab is cleaned up and it returns 1
+lab_up_checked() {
+    if ! lab_up >"$WORK/up.log" 2>&1; then
+        not_ok "lab: $fw and a real dockerd on the host, three containers publishing ${PORTS[*]}" \
+            "$(tail -20 "$WORK/up.log")" "$(tail -20 "$DK_DIR/dockerd.log" 2>/dev/null)"
+        hf_cleanup
+        return 1
+    fi
+    ok "lab: $fw and a real dockerd ($(dk_docker version -f '{{.Server.Version}}' 2>/dev/null)) on the host, containers publishing ${PORTS[*]} ($((SECONDS - t0)) s)"
+}
+
 scenario() {
     local engine=${1%%:*} fw=${2%%:*} backend=${2#*:} t0=$SECONDS
     FW=$fw
@@ -282,13 +294,7 @@ scenario() {
     export HF_DOCKER_ROOT=${1#*:} # read by lib.sh
     T="Docker $engine, $fw, iptables-$backend: "
     local policy=$DK_DIR/policy.json rc out
-    if ! lab_up >"$WORK/up.log" 2>&1; then
-        not_ok "lab: $fw and a real dockerd on the host, three containers publishing ${PORTS[*]}" \
-            "$(tail -20 "$WORK/up.log")" "$(tail -20 "$DK_DIR/dockerd.log" 2>/dev/null)"
-        hf_cleanup
-        return
-    fi
-    ok "lab: $fw and a real dockerd ($(dk_docker version -f '{{.Server.Version}}' 2>/dev/null)) on the host, containers publishing ${PORTS[*]} ($((SECONDS - t0)) s)"
+    lab_up_checked || return
     case $fw in
         ufw)
             out=$(hf_hx ufw status | head -1)
@@ -497,13 +503,7 @@ scenario_nft() {
     export HF_DOCKER_ROOT=${1#*:} # read by lib.sh
     T="Docker $engine, $fw, iptables-$backend, dataplane nftables: "
     local policy=$DK_DIR/policy.json absent=$DK_DIR/absent.json out others0 others ufw0 tbl dir r rc
-    if ! lab_up >"$WORK/up.log" 2>&1; then
-        not_ok "lab: $fw and a real dockerd on the host, three containers publishing ${PORTS[*]}" \
-            "$(tail -20 "$WORK/up.log")" "$(tail -20 "$DK_DIR/dockerd.log" 2>/dev/null)"
-        hf_cleanup
-        return
-    fi
-    ok "lab: $fw and a real dockerd ($(dk_docker version -f '{{.Server.Version}}' 2>/dev/null)) on the host, containers publishing ${PORTS[*]} ($((SECONDS - t0)) s)"
+    lab_up_checked || return
     # the hole, with no module at all: the stranger reaches every published port
     matrix_open "before any policy"
     hf_policy "$policy" nftables

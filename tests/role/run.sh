@@ -301,18 +301,12 @@ EOF
         grep -Eq 'localhost +: ok=[0-9]+ +changed=[2-9] .*failed=0' <<<"$s5"
 }
 
-# A host with ufw enabled (this machine's ufw package, its /etc/ufw in the throw-away overlay), with an
-# after.rules block in the style of ufw-docker that declares :DOCKER-USER (so `ufw reload` flushes the
-# hook): the role, packages included (iptables only), succeeds with the service, and a --check --diff
-# run then has nothing to change, ufw stays installed and active, iptables-persistent is not
-# installed; after `ufw reload` the unit's command puts the rules back. Without the service and with
-# persist, the role stops before installing anything (iptables-persistent would remove ufw).
-ufw_host() {
-    local p=$WORK/project out
-    command -v ufw >/dev/null 2>&1 || { echo "ufw is not installed on this machine"; return 1; }
-    cat >"$p/ufw.yml" <<'EOF'
+# host_playbook FILE NAME — the role with the service and packages, 8080 for 192.0.2.10, on a host
+# running NAME (ufw_host, firewalld_host)
+host_playbook() {
+    cat >"$1" <<EOF
 ---
-- name: The role on a host with ufw
+- name: The role on a host with $2
   hosts: all
   gather_facts: false
   vars:
@@ -323,6 +317,18 @@ ufw_host() {
   roles:
     - role: docker_firewall
 EOF
+}
+
+# A host with ufw enabled (this machine's ufw package, its /etc/ufw in the throw-away overlay), with an
+# after.rules block in the style of ufw-docker that declares :DOCKER-USER (so `ufw reload` flushes the
+# hook): the role, packages included (iptables only), succeeds with the service, and a --check --diff
+# run then has nothing to change, ufw stays installed and active, iptables-persistent is not
+# installed; after `ufw reload` the unit's command puts the rules back. Without the service and with
+# persist, the role stops before installing anything (iptables-persistent would remove ufw).
+ufw_host() {
+    local p=$WORK/project out
+    command -v ufw >/dev/null 2>&1 || { echo "ufw is not installed on this machine"; return 1; }
+    host_playbook "$p/ufw.yml" ufw
     # shellcheck disable=SC2016  # expanded by the inner shell
     out=$(in_netns "$p" '
         owned() { iptables-save | grep -E "DFW-|docker_firewall:" | sed -E "s/\[[0-9]+:[0-9]+\]//"; }
@@ -376,19 +382,7 @@ firewalld_host() {
     local p=$WORK/project out
     command -v firewalld >/dev/null 2>&1 && command -v dbus-daemon >/dev/null 2>&1 ||
         { echo "firewalld or dbus-daemon is not installed on this machine"; return 1; }
-    cat >"$p/firewalld.yml" <<'EOF'
----
-- name: The role on a host with firewalld
-  hosts: all
-  gather_facts: false
-  vars:
-    docker_firewall_ingress:
-      allow:
-        - ports: [8080]
-          sources: [192.0.2.10]
-  roles:
-    - role: docker_firewall
-EOF
+    host_playbook "$p/firewalld.yml" firewalld
     # shellcheck disable=SC2016  # expanded by the inner shell
     out=$(in_netns "$p" '
         owned() { iptables-save | grep -E "DFW-|docker_firewall:" | sed -E "s/\[[0-9]+:[0-9]+\]//"; }
@@ -397,6 +391,7 @@ EOF
         dbus=$(dbus-daemon --system --fork --print-pid) || exit 95
         firewalld --nofork --nopid --log-target file --log-file "$PWD/firewalld.log" >/dev/null 2>&1 </dev/null &
         fw=$!
+        trap '"'"'kill "$fw" "$dbus" 2>/dev/null; wait "$fw" 2>/dev/null'"'"' EXIT
         for _ in $(seq 100); do [ "$(firewall-cmd --state 2>/dev/null)" = running ] && break; sleep 0.2; done
         echo "firewalld=$(firewall-cmd --state 2>&1)"
         mkdir -p /var/lib/apt/periodic && touch /var/lib/apt/periodic/update-success-stamp
@@ -419,7 +414,6 @@ EOF
         run -e docker_firewall_dataplane=nftables -e docker_firewall_state=absent > f5.log 2>&1
         echo "f5=$? table-left=$(table | wc -l) owned-left=$(owned | wc -l) unit-left=$(ls /etc/systemd/system/docker-firewall.service 2>/dev/null | wc -l)"
         echo "firewalld-still=$(firewall-cmd --state 2>&1)"
-        kill "$fw" "$dbus" 2>/dev/null; wait "$fw" 2>/dev/null
         for f in f1 f2 f3 f4 f5; do echo "=== $f"; cat "$f.log"; done
         echo "=== exec"; cat exec.log')
     echo "$out"

@@ -82,7 +82,11 @@ fn describe(forward_chain: &'static str, args: &Value) -> String {
     let mut out = String::new();
     for family in [Family::Ipv4, Family::Ipv6] {
         out.push_str(&format!("== iptables {}\n", family.name()));
-        out.push_str(&desired_state(&config, family, &external, &facts).render(&BTreeMap::new()));
+        out.push_str(
+            &desired_state(&config, family, &external, &facts)
+                .expect("expressible")
+                .render(&BTreeMap::new()),
+        );
     }
     out.push_str("== nftables\n");
     if let Some(table) = desired_table(&config, &external, &facts) {

@@ -138,7 +138,8 @@ fn protected(texts: &[(Family, String)]) -> Vec<(Family, String)> {
                 *family,
                 &["eth0".to_string()],
                 &own.with_ports_of(&facts),
-            );
+            )
+            .expect("expressible");
             let input = plan(&LiveState::from_ruleset(ruleset), &desired).restore_input();
             (*family, after_restore(ruleset, &input).unwrap())
         })

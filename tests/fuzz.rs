@@ -130,7 +130,7 @@ fn configs() -> &'static [Config] {
 
 fn desired_for(config: &Config, family: Family, facts: &DockerFacts) -> DesiredState {
     let external = config.external_interfaces.clone().unwrap_or_default();
-    desired_state(config, family, &external, facts)
+    desired_state(config, family, &external, facts).expect("every layout renders on iptables")
 }
 
 /// A ruleset in iptables-save form.

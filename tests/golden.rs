@@ -94,7 +94,7 @@ fn describe(path: &Path) -> String {
     for strategy in ["docker_user", "both"] {
         let config = parse_args(&reference_policy(strategy)).expect("reference policy is valid");
         let external = config.external_interfaces.clone().unwrap_or_default();
-        let desired = desired_state(&config, family, &external, &facts);
+        let desired = desired_state(&config, family, &external, &facts).expect("expressible");
         let plan = plan(&live, &desired);
         writeln!(out, "\n== plan, strategy {strategy}").unwrap();
         for action in plan.actions() {
@@ -115,7 +115,10 @@ fn describe(path: &Path) -> String {
     });
     let config = parse_args(&args).expect("egress policy is valid");
     let external = config.external_interfaces.clone().unwrap_or_default();
-    let plan = plan(&live, &desired_state(&config, family, &external, &facts));
+    let plan = plan(
+        &live,
+        &desired_state(&config, family, &external, &facts).expect("expressible"),
+    );
     writeln!(out, "\n== restore input, strategy both, egress, audit").unwrap();
     out.push_str(&plan.restore_input());
     out

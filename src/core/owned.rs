@@ -2,7 +2,7 @@
 //! chains. Both sides are put in the same shape so the planner can compare them, and both render
 //! to the same text (the `rules` result, the diff, and the persisted block).
 
-use super::rule::{Rule, is_owned_chain, tag_hash};
+use super::rule::{IptablesRule as Rule, is_owned_chain, tag_hash};
 use super::save::{Ruleset, target};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -243,15 +243,15 @@ fn render_owned(
 /// A small desired state for unit tests: one hook in DOCKER-USER, one owned chain.
 #[cfg(test)]
 pub fn sample_desired() -> DesiredState {
-    use super::rule::RuleBuilder;
+    use super::rule::{Action, iptables::always};
     let mut table = DesiredTable::default();
     table.hooks.insert(
         "DOCKER-USER".into(),
-        vec![RuleBuilder::new().jump("DOCKER-USER", "DFW-INGRESS")],
+        vec![always("DOCKER-USER", Action::Jump("DFW-INGRESS"))],
     );
     table.chains.insert(
         "DFW-INGRESS".into(),
-        vec![RuleBuilder::new().jump("DFW-INGRESS", "DROP")],
+        vec![always("DFW-INGRESS", Action::Drop)],
     );
     let mut desired = DesiredState::default();
     desired.tables.insert("filter".into(), table);
@@ -261,13 +261,13 @@ pub fn sample_desired() -> DesiredState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::rule::RuleBuilder;
+    use crate::core::rule::{Action, iptables::always};
     use crate::core::save::parse_save;
 
     #[test]
     fn live_and_desired_render_alike() {
-        let hook = RuleBuilder::new().jump("DOCKER-USER", "DFW-INGRESS");
-        let rule = RuleBuilder::new().jump("DFW-INGRESS", "DROP");
+        let hook = always("DOCKER-USER", Action::Jump("DFW-INGRESS"));
+        let rule = always("DFW-INGRESS", Action::Drop);
         let mut desired = DesiredState::default();
         let t = desired.table_mut("filter");
         t.hooks.insert("DOCKER-USER".into(), vec![hook.clone()]);

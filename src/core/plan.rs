@@ -7,7 +7,7 @@
 //! ever named in the input, so foreign rules cannot change.
 
 use super::owned::{DesiredState, DesiredTable, LiveHook, LiveState, LiveTable, is_builtin};
-use super::rule::Rule;
+use super::rule::IptablesRule as Rule;
 use std::collections::BTreeSet;
 
 /// Chains that belong to Docker but that we create when they are missing, so our hook is in

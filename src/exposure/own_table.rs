@@ -67,9 +67,11 @@ fn compile_rule(
                 tests.push((Test::Proto(proto.clone()), false));
                 tests.push((Test::Dport(ports.iter().map(range).collect()), false));
             }
-            Match::Proto(p) => tests.push((Test::Proto(p.name().into()), false)),
+            Match::Proto(p) => tests.push((Test::Proto(p.clone()), false)),
             Match::OriginalPort(p) => tests.push((Test::OrigDport(vec![range(p)]), false)),
             Match::OriginalAddress(a) => tests.push((Test::OrigDst(vec![IpNet::from(*a)]), false)),
+            Match::Source(net) if !family.holds(net) => tests.push((Test::Fixed(false), false)),
+            Match::Source(net) => sources = sources.intersect(&SourceSet::of_net(family, net)),
             Match::SourceSet(f, _) if *f != family => tests.push((Test::Fixed(false), false)),
             Match::SourceSet(_, name) => match sets.get(name.as_str()) {
                 Some((_, elements)) => {
@@ -93,12 +95,13 @@ fn compile_rule(
     }
     let target = match &rule.action {
         Action::Return => Target::Return,
+        Action::Accept => Target::Accept,
         Action::Jump(chain) => Target::Jump((*chain).to_string()),
         Action::Drop | Action::RejectTcpReset | Action::RejectUnreachable => Target::Drop,
         Action::LogPerFlow { .. } | Action::LogLimited { .. } => Target::GoesOn,
     };
     Compiled {
-        spec: Cow::Owned(rule.body()),
+        spec: Cow::Owned(rule.nft_body()),
         sources,
         tests,
         target,

@@ -210,7 +210,7 @@ pub fn run_with(config: &Config, system: &dyn System, remembered: &Remembered) -
         host.backend,
     )?);
     // Plan every dataplane: the chosen one gets the policy, the other one nothing.
-    let mut runs = plan_families(config, &external, &rulesets, &docker);
+    let mut runs = plan_families(config, &external, &rulesets, &docker)?;
     let mut sets = plan_sets(config, system, &runs, docker.dataplane)?;
     let nft_desired = match docker.dataplane {
         Dataplane::Nftables => desired_table(config, &external, &docker.all()),
@@ -291,7 +291,7 @@ fn plan_families(
     external: &[String],
     rulesets: &[(Family, Ruleset)],
     docker: &DockerView,
-) -> Vec<FamilyRun> {
+) -> Result<Vec<FamilyRun>> {
     rulesets
         .iter()
         .enumerate()
@@ -299,20 +299,20 @@ fn plan_families(
             let live = LiveState::from_ruleset(ruleset);
             let desired = match docker.dataplane {
                 Dataplane::Iptables => {
-                    desired_state(config, *family, external, &docker.for_family(index))
+                    desired_state(config, *family, external, &docker.for_family(index))?
                 }
                 // Switching dataplanes removes what the other one owned.
                 Dataplane::Nftables => DesiredState::default(),
             };
             let plan = plan(&live, &desired);
-            FamilyRun {
+            Ok(FamilyRun {
                 family: *family,
                 live,
                 desired,
                 plan,
                 after: None,
                 file: None,
-            }
+            })
         })
         .collect()
 }

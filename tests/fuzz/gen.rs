@@ -291,7 +291,8 @@ pub fn scale_figures(configs: &[Config]) {
             let (actions, ms) = timed(|| {
                 let live = LiveState::from_ruleset(&ruleset);
                 let facts = DockerFacts::read(&ruleset);
-                let desired = desired_state(config, Family::Ipv4, &external, &facts);
+                let desired =
+                    desired_state(config, Family::Ipv4, &external, &facts).expect("expressible");
                 plan(&live, &desired).actions().len()
             });
             plan_ms = plan_ms.min(ms);

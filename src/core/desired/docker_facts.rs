@@ -2,6 +2,7 @@
 //! forward-path hooks go.
 
 use crate::core::names::{DOCKER, DOCKER_BRIDGE, DOCKER_USER};
+use crate::core::policy::PortRange;
 use crate::core::rule::tag_hash;
 use crate::core::save::{Ruleset, option_value, split_args, target};
 
@@ -11,6 +12,19 @@ pub struct PublishedPort {
     pub proto: String,
     /// `8080` or `8000:8010`.
     pub port: String,
+}
+
+impl PublishedPort {
+    /// The port as a range (`8080`, or `8000:8010` as iptables prints it).
+    pub fn range(&self) -> Option<PortRange> {
+        let (first, last) = self
+            .port
+            .split_once([':', '-'])
+            .unwrap_or((&self.port, &self.port));
+        let first: u16 = first.parse().ok()?;
+        let last: u16 = last.parse().ok()?;
+        (first <= last).then_some(PortRange { first, last })
+    }
 }
 
 /// What the live ruleset tells about Docker right now.

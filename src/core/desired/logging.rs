@@ -1,13 +1,13 @@
 //! The rate-limited LOG rule every deny chain starts with.
 
 use crate::core::policy::{Config, Family};
-use crate::core::rule::{Rule, RuleBuilder, quote};
+use crate::core::rule::from_policy::log_prefix;
+use crate::core::rule::{Action, Rule};
 
 /// The rate-limited LOG rule of a deny chain (none when logging is off). One hashlimit bucket
 /// per source, destination and destination port, so a port scan cannot flood the log.
 pub(super) fn log_rule(
     config: &Config,
-    chain: &str,
     direction: &str,
     bucket: &str,
     family: Family,
@@ -15,24 +15,20 @@ pub(super) fn log_rule(
     if !config.log.enabled {
         return Vec::new();
     }
-    let mode = if config.audit { "audit" } else { "drop" };
-    let prefix = format!("{}{direction}-{mode} ", config.log.prefix);
     // The kernel keeps a hashlimit table's first rate for as long as the name is in use, so the
     // name carries the rate: a new rate gets a new table.
-    let rate = config.log.rate.iptables();
-    let rate_tag = rate.bytes().fold(0x811c_9dc5_u32, |h, b| {
+    let rate = config.log.rate;
+    let rate_tag = rate.iptables().bytes().fold(0x811c_9dc5_u32, |h, b| {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     });
     let family_digit = match family {
         Family::Ipv4 => 4,
         Family::Ipv6 => 6,
     };
-    let bucket = format!("dfw-{bucket}{family_digit}-{:04x}", rate_tag & 0xffff);
-    vec![
-        RuleBuilder::new()
-            .matching(format!(
-                "-m hashlimit --hashlimit-upto {rate} --hashlimit-burst 5 --hashlimit-mode srcip,dstip,dstport --hashlimit-name {bucket}"
-            ))
-            .jump(chain, &format!("LOG --log-prefix {}", quote(&prefix))),
-    ]
+    vec![Rule::always(Action::LogPerFlow {
+        bucket: format!("dfw-{bucket}{family_digit}-{:04x}", rate_tag & 0xffff),
+        family,
+        rate,
+        prefix: log_prefix(config, direction),
+    })]
 }

@@ -22,15 +22,49 @@ mod logging;
 
 use crate::core::owned::DesiredState;
 use crate::core::policy::{AllowEntry, Config, Family, State};
-use crate::core::rule::RuleBuilder;
+use crate::core::rule::iptables::render_all;
+use crate::core::rule::{Action, Rule, Unexpressible};
 
 pub use crate::core::names::{
     DOCKER_USER, EGRESS, EGRESS_DENY, EGRESS_POLICY, GATE, GATE_POLICY, HOST_GUARD, HOST_POLICY,
     INGRESS, INGRESS_DENY, INGRESS_POLICY, PROXY_GUARD,
 };
 pub use docker_facts::{DockerFacts, PublishedPort};
+pub use egress::IPV6_LINK_CONTROL;
 
-pub(super) const REPLIES: &str = "-m conntrack --ctstate RELATED,ESTABLISHED";
+/// The layout's chains and hooks, rendered for one family's tables as they are placed.
+pub(super) struct Layout {
+    family: Family,
+    state: DesiredState,
+}
+
+impl Layout {
+    /// `rules` become our chain `name` in `table`.
+    pub(super) fn chain(
+        &mut self,
+        table: &str,
+        name: &'static str,
+        rules: &[Rule],
+    ) -> Result<(), Unexpressible> {
+        let rendered = render_all(name, self.family, rules)?;
+        let t = self.state.table_mut(table);
+        t.chains.insert(name.into(), rendered);
+        Ok(())
+    }
+
+    /// `rules` become the first rules of the foreign chain `chain` in `table`.
+    pub(super) fn hooks(
+        &mut self,
+        table: &str,
+        chain: &str,
+        rules: &[Rule],
+    ) -> Result<(), Unexpressible> {
+        let rendered = render_all(chain, self.family, rules)?;
+        let t = self.state.table_mut(table);
+        t.hooks.insert(chain.into(), rendered);
+        Ok(())
+    }
+}
 
 /// Whether an iptables interface pattern (`br-+` is a wildcard) matches `name`.
 pub fn interface_matches(pattern: &str, name: &str) -> bool {
@@ -63,10 +97,13 @@ pub fn desired_state(
     family: Family,
     external_interfaces: &[String],
     facts: &DockerFacts,
-) -> DesiredState {
-    let mut desired = DesiredState::default();
+) -> Result<DesiredState, Unexpressible> {
+    let mut layout = Layout {
+        family,
+        state: DesiredState::default(),
+    };
     if config.state == State::Absent {
-        return desired;
+        return Ok(layout.state);
     }
     let strategy = config.strategy;
     // With their place in ingress.allow, which names their ipsets.
@@ -87,48 +124,26 @@ pub fn desired_state(
     };
     let mut forward_hooks = Vec::new();
     let mut input_hooks = Vec::new();
+    let ext = external_interfaces;
 
     if strategy.filters_forward() {
-        let ext = external_interfaces;
-        ingress::add_forward(
-            &mut desired,
-            forward_table,
-            ext,
-            &bridges,
-            config,
-            family,
-            &allow,
-        );
-        forward_hooks.push(RuleBuilder::new().jump(facts.forward_chain, INGRESS));
+        ingress::add_forward(&mut layout, forward_table, ext, &bridges, config, &allow)?;
+        forward_hooks.push(Rule::always(Action::Jump(INGRESS)));
     }
     if strategy.gates_prerouting() {
-        gate::add_gate(
-            &mut desired,
-            config,
-            family,
-            external_interfaces,
-            facts,
-            &allow,
-        );
+        gate::add_gate(&mut layout, config, ext, facts, &allow)?;
     }
-    ingress::add_proxy_guard(&mut desired, external_interfaces, &facts.published);
-    input_hooks.push(RuleBuilder::new().jump("INPUT", PROXY_GUARD));
-    ingress::add_policy(&mut desired, "filter", config, family, &allow);
+    ingress::add_proxy_guard(&mut layout, ext, &facts.published)?;
+    input_hooks.push(Rule::always(Action::Jump(PROXY_GUARD)));
+    ingress::add_policy(&mut layout, "filter", config, &allow)?;
 
     if config.egress.enabled() {
         let hooks = (&mut forward_hooks, &mut input_hooks);
-        let forward = (forward_table, facts.forward_chain);
-        egress::add_egress(config, family, forward, &bridges, &mut desired, hooks);
+        egress::add_egress(config, forward_table, &bridges, &mut layout, hooks)?;
     }
     if !forward_hooks.is_empty() {
-        desired
-            .table_mut(forward_table)
-            .hooks
-            .insert(facts.forward_chain.into(), forward_hooks);
+        layout.hooks(forward_table, facts.forward_chain, &forward_hooks)?;
     }
-    desired
-        .table_mut("filter")
-        .hooks
-        .insert("INPUT".into(), input_hooks);
-    desired
+    layout.hooks("filter", "INPUT", &input_hooks)?;
+    Ok(layout.state)
 }

@@ -12,8 +12,11 @@
 //!   `egress_deny`: a rate-limited log line, then drop (or reject), or in audit mode nothing.
 
 use super::{Action, Chain, Hook, Match, Rule, Set, SetKind, Table};
-use crate::core::desired::{DockerFacts, PublishedPort, bridges_to_guard};
-use crate::core::policy::{AllowEntry, Config, EgressAllow, Family, PortRange, State, Verdict};
+use crate::core::desired::{DockerFacts, IPV6_LINK_CONTROL, PublishedPort, bridges_to_guard};
+use crate::core::policy::{Config, EgressAllow, Family, PortRange, Rate, State};
+use crate::core::rule::from_policy::{
+    deny_verdict, egress_allow, entry_allows, log_prefix, replies,
+};
 use ipnet::IpNet;
 
 pub const PREROUTING: &str = "prerouting";
@@ -24,9 +27,6 @@ pub const INGRESS_DENY: &str = "ingress_deny";
 pub const EGRESS_POLICY: &str = "egress_policy";
 pub const HOST_POLICY: &str = "host_policy";
 pub const EGRESS_DENY: &str = "egress_deny";
-
-/// ICMPv6 a container must exchange with the host (MLD, router and neighbour discovery).
-const IPV6_LINK_CONTROL: [u8; 8] = [130, 131, 132, 133, 134, 135, 136, 143];
 
 /// The table for `config`, or `None` when the policy owns nothing (state absent).
 pub fn desired_table(config: &Config, external: &[String], facts: &DockerFacts) -> Option<Table> {
@@ -45,7 +45,6 @@ pub fn desired_table(config: &Config, external: &[String], facts: &DockerFacts) 
     };
     let bridges = bridges_to_guard(config, facts);
     let mut sets = Vec::new();
-    let replies = || Rule::new(vec![Match::Replies], Action::Return);
 
     let mut prerouting = vec![replies()];
     for ext in external {
@@ -73,7 +72,7 @@ pub fn desired_table(config: &Config, external: &[String], facts: &DockerFacts) 
         }
     }
     let mut ingress_policy = allow_rules(config, &mut sets);
-    ingress_policy.push(Rule::new(vec![], Action::Jump(INGRESS_DENY)));
+    ingress_policy.push(Rule::always(Action::Jump(INGRESS_DENY)));
     let mut chains = vec![
         base(PREROUTING, "dstnat", prerouting),
         base(FORWARD, "filter", forward),
@@ -129,7 +128,7 @@ pub fn desired_table(config: &Config, external: &[String], facts: &DockerFacts) 
         }
         chains.push(base(INPUT, "filter", input));
         let mut policy = egress_allow_rules(families, &egress.allow);
-        policy.push(Rule::new(vec![], Action::Jump(EGRESS_DENY)));
+        policy.push(Rule::always(Action::Jump(EGRESS_DENY)));
         policy_chains.push(plain(HOST_POLICY, policy));
     }
     if egress.enabled() {
@@ -159,8 +158,8 @@ fn plain(name: &'static str, rules: Vec<Rule>) -> Chain {
     }
 }
 
-/// One rule per entry, family and port: sources in a named interval set of the entry, ports
-/// matched on the original destination (the published host port, which DNAT keeps).
+/// One rule per entry, family and port (core/rule/from_policy): the entry's sources in a named
+/// interval set of their own.
 fn allow_rules(config: &Config, sets: &mut Vec<Set>) -> Vec<Rule> {
     let mut rules = Vec::new();
     for (index, entry) in config.ingress.allow.iter().enumerate() {
@@ -168,10 +167,10 @@ fn allow_rules(config: &Config, sets: &mut Vec<Set>) -> Vec<Rule> {
             if !entry.applies_to(family) {
                 continue;
             }
-            let mut matches = vec![Match::Family(family)];
+            let mut source = Match::Family(family);
             if !entry.sources.is_empty() {
                 let name = format!("ingress_allow_{index}_v{}", family_digit(family));
-                matches = vec![Match::SourceSet(family, name.clone())];
+                source = Match::SourceSet(family, name.clone());
                 sets.push(Set {
                     name,
                     kind: SetKind::Addresses {
@@ -180,32 +179,10 @@ fn allow_rules(config: &Config, sets: &mut Vec<Set>) -> Vec<Rule> {
                     },
                 });
             }
-            matches.push(Match::Proto(entry.proto));
-            if let Some(d) = entry.destination {
-                matches.push(Match::OriginalAddress(d));
-            }
-            for port in ports_or_any(entry) {
-                let mut m = matches.clone();
-                if let Some(p) = port {
-                    m.push(Match::OriginalPort(p));
-                }
-                rules.push(Rule {
-                    matches: m,
-                    action: Action::Return,
-                    note: entry.comment.clone(),
-                });
-            }
+            rules.extend(entry_allows(entry, &[source]));
         }
     }
     rules
-}
-
-fn ports_or_any(entry: &AllowEntry) -> Vec<Option<PortRange>> {
-    if entry.ports.is_empty() {
-        vec![None]
-    } else {
-        entry.ports.iter().copied().map(Some).collect()
-    }
 }
 
 fn egress_allow_rules(families: &[Family], entries: &[EgressAllow]) -> Vec<Rule> {
@@ -213,23 +190,11 @@ fn egress_allow_rules(families: &[Family], entries: &[EgressAllow]) -> Vec<Rule>
     for entry in entries {
         for &family in families {
             let destinations = merged(family, &entry.destinations);
-            if destinations.is_empty() {
-                continue;
+            if !destinations.is_empty() {
+                let ports = merged_ports(entry.ports.clone());
+                let to = Match::Destinations(family, destinations);
+                rules.push(egress_allow(entry, to, ports));
             }
-            let mut matches = vec![Match::Destinations(family, destinations)];
-            if entry.ports.is_empty() {
-                matches.push(Match::Proto(entry.proto));
-            } else {
-                matches.push(Match::DestinationPorts(
-                    entry.proto.name().to_string(),
-                    merged_ports(entry.ports.clone()),
-                ));
-            }
-            rules.push(Rule {
-                matches,
-                action: Action::Return,
-                note: entry.comment.clone(),
-            });
         }
     }
     rules
@@ -239,55 +204,41 @@ fn egress_allow_rules(families: &[Family], entries: &[EgressAllow]) -> Vec<Rule>
 /// port-less protocols, then the verdict.
 fn deny_rules(config: &Config, direction: &str, sets: &mut Vec<Set>) -> Vec<Rule> {
     let mut rules = Vec::new();
-    let mode = if config.audit { "audit" } else { "drop" };
     if config.log.enabled {
-        let prefix = format!("{}{direction}-{mode} ", config.log.prefix);
-        let (rate, timeout) = nft_rate(config);
+        let prefix = log_prefix(config, direction);
+        let rate = config.log.rate;
         for &family in &config.families {
             let meter = format!("log_{direction}_v{}", family_digit(family));
             sets.push(Set {
                 name: meter.clone(),
-                kind: SetKind::Meter { family, timeout },
-            });
-            rules.push(Rule::new(
-                vec![],
-                Action::LogPerFlow {
-                    meter,
+                kind: SetKind::Meter {
                     family,
-                    rate: rate.clone(),
-                    prefix: prefix.clone(),
+                    timeout: bucket_timeout(rate),
                 },
-            ));
+            });
+            rules.push(Rule::always(Action::LogPerFlow {
+                bucket: meter,
+                family,
+                rate,
+                prefix: prefix.clone(),
+            }));
         }
         rules.push(Rule::new(
             vec![Match::Portless],
             Action::LogLimited { rate, prefix },
         ));
     }
-    if config.audit {
-        rules.push(Rule::new(vec![], Action::Return));
-    } else if direction == "in" && config.ingress.default == Verdict::Reject {
-        rules.push(Rule::new(
-            vec![Match::Proto(crate::core::policy::Proto::Tcp)],
-            Action::RejectTcpReset,
-        ));
-        rules.push(Rule::new(vec![], Action::RejectUnreachable));
-    } else {
-        rules.push(Rule::new(vec![], Action::Drop));
-    }
+    rules.extend(deny_verdict(config, direction == "in"));
     rules
 }
 
-/// The log rate as nft writes it (`6/minute`), and how long a bucket lives: one period.
-fn nft_rate(config: &Config) -> (String, &'static str) {
-    let rate = config.log.rate;
-    let (unit, timeout) = match rate.unit {
-        "sec" => ("second", "1m"),
-        "hour" => ("hour", "1h"),
-        "day" => ("day", "1d"),
-        _ => ("minute", "1m"),
-    };
-    (format!("{}/{unit}", rate.count), timeout)
+/// How long a log bucket lives: one period of the rate.
+fn bucket_timeout(rate: Rate) -> &'static str {
+    match rate.unit {
+        "hour" => "1h",
+        "day" => "1d",
+        _ => "1m",
+    }
 }
 
 fn family_digit(family: Family) -> u8 {
@@ -330,7 +281,7 @@ pub fn merged_ports(mut ports: Vec<PortRange>) -> Vec<PortRange> {
 fn published_by_proto(published: &[PublishedPort]) -> Vec<(String, Vec<PortRange>)> {
     let mut by_proto: std::collections::BTreeMap<String, Vec<PortRange>> = Default::default();
     for p in published {
-        if let Some(range) = parse_port(&p.port) {
+        if let Some(range) = p.range() {
             by_proto.entry(p.proto.clone()).or_default().push(range);
         }
     }
@@ -338,14 +289,6 @@ fn published_by_proto(published: &[PublishedPort]) -> Vec<(String, Vec<PortRange
         .into_iter()
         .map(|(proto, ports)| (proto, merged_ports(ports)))
         .collect()
-}
-
-/// `8080` or `8000:8010` (iptables' form, which the Docker facts keep).
-fn parse_port(text: &str) -> Option<PortRange> {
-    let (first, last) = text.split_once([':', '-']).unwrap_or((text, text));
-    let first: u16 = first.parse().ok()?;
-    let last: u16 = last.parse().ok()?;
-    (first <= last).then_some(PortRange { first, last })
 }
 
 #[cfg(test)]

@@ -65,7 +65,7 @@ impl Table {
                         .rules
                         .iter()
                         .enumerate()
-                        .map(|(i, r)| r.tag(c.name, i))
+                        .map(|(i, r)| r.nft_tag(c.name, i))
                         .collect(),
                 };
                 (c.name.to_string(), view)

@@ -10,9 +10,11 @@ mod render;
 
 pub use render::delete_script;
 
-use super::policy::{Family, PortRange, Proto};
+use super::policy::Family;
 use ipnet::IpNet;
-use std::net::IpAddr;
+
+/// The typed rules both dataplanes render (core/rule).
+pub use super::rule::{Action, Match, Rule};
 
 pub use super::names::{
     NFT_TABLE_FAMILY as TABLE_FAMILY, NFT_TABLE_NAME as TABLE_NAME, NFT_TAG as TAG,
@@ -111,66 +113,4 @@ impl Hook {
         };
         base + i64::from(self.offset)
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rule {
-    pub matches: Vec<Match>,
-    pub action: Action,
-    /// The allow entry's comment, shown after the tag.
-    pub note: Option<String>,
-}
-
-impl Rule {
-    pub fn new(matches: Vec<Match>, action: Action) -> Rule {
-        Rule {
-            matches,
-            action,
-            note: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Match {
-    /// Packets of connections already let through (and related ICMP).
-    Replies,
-    Family(Family),
-    /// An iptables interface pattern (`br-+`), rendered with nft's wildcard (`br-*`).
-    InInterface(String),
-    OutInterface(String),
-    /// The destination is an address of this host.
-    LocalDestination,
-    /// The packet's own destination ports (before DNAT in prerouting).
-    DestinationPorts(String, Vec<PortRange>),
-    Proto(Proto),
-    /// The connection's original destination port: the published host port, which DNAT keeps.
-    OriginalPort(PortRange),
-    OriginalAddress(IpAddr),
-    SourceSet(Family, String),
-    Destinations(Family, Vec<IpNet>),
-    Icmpv6Types(Vec<u8>),
-    /// Not TCP or UDP: no ports to key a log bucket on.
-    Portless,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    Return,
-    Jump(&'static str),
-    Drop,
-    RejectTcpReset,
-    RejectUnreachable,
-    /// A log line per source, destination and port, at most `rate` (a bucket in `meter`).
-    LogPerFlow {
-        meter: String,
-        family: Family,
-        rate: String,
-        prefix: String,
-    },
-    /// A log line at most `rate` for everything this rule matches.
-    LogLimited {
-        rate: String,
-        prefix: String,
-    },
 }

@@ -2,12 +2,12 @@
 //! and the scripts that replace or delete it in one transaction.
 
 use super::{Action, MAX_COMMENT, Match, Rule, SetKind, TAG, Table, ip, table_id};
-use crate::core::policy::{Family, PortRange};
+use crate::core::policy::{Family, PortRange, Rate};
 use ipnet::IpNet;
 use std::fmt::Write as _;
 
 impl Match {
-    fn render(&self, out: &mut String) {
+    fn render_nft(&self, out: &mut String) {
         match self {
             Match::Replies => out.push_str("ct state established,related"),
             Match::Family(f) => {
@@ -24,7 +24,7 @@ impl Match {
                 let _ = write!(out, "{proto} dport {}", port_list(ports));
             }
             Match::Proto(p) => {
-                let _ = write!(out, "meta l4proto {}", p.name());
+                let _ = write!(out, "meta l4proto {p}");
             }
             Match::OriginalPort(p) => {
                 let _ = write!(out, "ct original proto-dst {}", port(*p));
@@ -36,6 +36,14 @@ impl Match {
                     Family::Ipv6
                 };
                 let _ = write!(out, "ct original {} daddr {a}", ip(f));
+            }
+            Match::Source(n) => {
+                let f = if n.addr().is_ipv4() {
+                    Family::Ipv4
+                } else {
+                    Family::Ipv6
+                };
+                let _ = write!(out, "{} saddr {}", ip(f), net(n));
             }
             Match::SourceSet(f, name) => {
                 let _ = write!(out, "{} saddr @{name}", ip(*f));
@@ -54,28 +62,31 @@ impl Match {
 }
 
 impl Action {
-    fn render(&self, out: &mut String) {
+    fn render_nft(&self, out: &mut String) {
         match self {
             Action::Return => out.push_str("return"),
             Action::Jump(chain) => {
                 let _ = write!(out, "jump {chain}");
             }
+            Action::Accept => out.push_str("accept"),
             Action::Drop => out.push_str("drop"),
             Action::RejectTcpReset => out.push_str("reject with tcp reset"),
             Action::RejectUnreachable => out.push_str("reject with icmpx type port-unreachable"),
             Action::LogPerFlow {
-                meter,
+                bucket: meter,
                 family,
                 rate,
                 prefix,
             } => {
                 let ip = ip(*family);
+                let rate = nft_rate(*rate);
                 let _ = write!(
                     out,
                     "add @{meter} {{ {ip} saddr . {ip} daddr . th dport limit rate {rate} burst 5 packets }} log prefix \"{prefix}\""
                 );
             }
             Action::LogLimited { rate, prefix } => {
+                let rate = nft_rate(*rate);
                 let _ = write!(
                     out,
                     "limit rate {rate} burst 5 packets log prefix \"{prefix}\""
@@ -83,6 +94,17 @@ impl Action {
             }
         }
     }
+}
+
+/// A rate as nft writes it: `6/minute`.
+fn nft_rate(rate: Rate) -> String {
+    let unit = match rate.unit {
+        "sec" => "second",
+        "hour" => "hour",
+        "day" => "day",
+        _ => "minute",
+    };
+    format!("{}/{unit}", rate.count)
 }
 
 /// iptables' `+` wildcard is nft's `*`.
@@ -126,27 +148,27 @@ fn net(n: &IpNet) -> String {
 
 impl Rule {
     /// The rule's text without its comment.
-    pub fn body(&self) -> String {
+    pub fn nft_body(&self) -> String {
         let mut out = String::with_capacity(96);
         for m in &self.matches {
-            m.render(&mut out);
+            m.render_nft(&mut out);
             out.push(' ');
         }
-        self.action.render(&mut out);
+        self.action.render_nft(&mut out);
         out
     }
 
     /// `dfw:<12 hex digits>` over the chain, the rule's position and its text.
-    pub fn tag(&self, chain: &str, index: usize) -> String {
+    pub fn nft_tag(&self, chain: &str, index: usize) -> String {
         let index = index.to_string();
-        let body = self.body();
+        let body = self.nft_body();
         let hash =
             crate::core::rule::fnv12(&[chain, &index, &body, self.note.as_deref().unwrap_or("")]);
         format!("{TAG}{hash}")
     }
 
-    fn comment(&self, chain: &str, index: usize) -> String {
-        let mut comment = self.tag(chain, index);
+    fn nft_comment(&self, chain: &str, index: usize) -> String {
+        let mut comment = self.nft_tag(chain, index);
         if let Some(note) = &self.note {
             comment.push(' ');
             comment.push_str(note);
@@ -199,8 +221,8 @@ impl Table {
                 let _ = writeln!(
                     out,
                     "\t\t{} comment \"{}\"",
-                    rule.body(),
-                    rule.comment(chain.name, i)
+                    rule.nft_body(),
+                    rule.nft_comment(chain.name, i)
                 );
             }
             out.push_str("\t}\n");

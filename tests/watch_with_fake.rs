@@ -320,3 +320,37 @@ fn a_tool_that_keeps_undoing_the_policy_is_answered_more_slowly() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn a_flushed_ipset_is_filled_again_with_one_line() {
+    // 150 sources: the entry's IPv4 sources live in an ipset (core/ipset).
+    let sources: Vec<String> = (0..150)
+        .map(|i| format!("198.18.{}.{}", i / 100, i % 100))
+        .collect();
+    let fake = machine(json!({"external_interfaces": ["eth0"], "persist": false,
+        "ingress": {"allow": [{"ports": [8080], "sources": sources}]}}));
+    fake.ipset_installed.set(true);
+    let members = |fake: &FakeSystem| {
+        fake.ipsets
+            .borrow()
+            .get("dfw-allow-0-v4")
+            .map_or(0, |s| s.members.len())
+    };
+    // Someone empties the set after the start converge (every allowed client is refused).
+    let flush_after_start = |line: &str| {
+        if line.starts_with("applied (start)") {
+            assert_eq!(members(&fake), 150, "{line}");
+            if let Some(set) = fake.ipsets.borrow_mut().get_mut("dfw-allow-0-v4") {
+                set.members.clear();
+            }
+        }
+    };
+    let lines = watch(&fake, vec![Trigger::Netfilter], &flush_after_start);
+    let repaired: Vec<_> = lines.iter().filter(|l| l.starts_with("repaired")).collect();
+    assert_eq!(repaired.len(), 1, "{lines:?}");
+    assert!(repaired[0].contains("dfw-allow-0-v4"), "{lines:?}");
+    assert_eq!(members(&fake), 150);
+    // Converged: the next trigger writes nothing.
+    let again = watch(&fake, vec![Trigger::Netfilter], &|_| {});
+    assert!(!again.iter().any(|l| l.starts_with("repaired")), "{again:?}");
+}

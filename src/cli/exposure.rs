@@ -78,8 +78,11 @@ fn live(options: &Options, config: &Config, system: &dyn System) -> Result<Expos
         .clone()
         .unwrap_or_else(crate::system::events::docker_socket_from_env);
     let names = crate::system::events::docker::container_names(&socket).unwrap_or_default();
-    let (hooks, notes) = module::exposure::foreign_hooks(system);
-    let (present, own) = module::exposure::live_own_table(config, system, &rulesets, &external)?;
+    // one `nft list tables` for other tools' hooks and for our own table
+    let tables = system.nft_tables();
+    let (hooks, notes) = module::exposure::foreign_hooks(system, tables.as_deref());
+    let (present, own) =
+        module::exposure::live_own_table(config, system, &rulesets, &external, tables.as_deref())?;
     let own = match (present, &own) {
         (false, _) => OwnTable::Absent,
         (true, Some(table)) => OwnTable::Known(table),

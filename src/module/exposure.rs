@@ -42,8 +42,8 @@ pub fn listeners(system: &dyn System) -> Option<Vec<Listener>> {
 
 /// Other firewalls' nftables base chains on the path of published ports (our own table's too,
 /// where it exists), and a note when they cannot be looked for.
-pub fn foreign_hooks(system: &dyn System) -> (Vec<ForeignHook>, Vec<String>) {
-    let Some(list) = system.nft_tables() else {
+pub fn foreign_hooks(system: &dyn System, tables: Option<&str>) -> (Vec<ForeignHook>, Vec<String>) {
+    let Some(list) = tables else {
         return (
             Vec::new(),
             vec![
@@ -53,7 +53,7 @@ pub fn foreign_hooks(system: &dyn System) -> (Vec<ForeignHook>, Vec<String>) {
             ],
         );
     };
-    let hooks = foreign_tables(&list)
+    let hooks = foreign_tables(list)
         .iter()
         .flat_map(|(family, name)| {
             system
@@ -63,7 +63,7 @@ pub fn foreign_hooks(system: &dyn System) -> (Vec<ForeignHook>, Vec<String>) {
         })
         .collect();
     let mut notes = Vec::new();
-    if super::nftables::docker_uses_nftables(Some(&list)) {
+    if super::nftables::docker_uses_nftables(Some(list)) {
         notes.push(
             "Docker runs its nftables firewall backend: the ports it publishes there (table \
              docker-bridges) are not in this report, which reads Docker's iptables rules"
@@ -143,7 +143,7 @@ pub(super) fn before_and_after(
         );
     }
     let listening = listeners(system);
-    let (hooks, notes) = foreign_hooks(system);
+    let (hooks, notes) = foreign_hooks(system, system.nft_tables().as_deref());
     let view = |rulesets: Vec<(Family, Ruleset<'_>)>, own: OwnTable, members: SetMembers| {
         let (foreign_hooks, own_table, notes) = own.apply(&hooks, &notes);
         analyze(&HostView {
@@ -220,16 +220,17 @@ pub(super) fn lines(exposure: &Exposure) -> String {
         .collect()
 }
 
-/// For `docker_firewall exposure`: whether the host has our nftables table, and the table
-/// `config` gives on this host now when the live one reads back equal to it.
+/// For `docker_firewall exposure`: whether the host has our nftables table (`tables`: `nft list
+/// tables`), and the table `config` gives on this host now when the live one reads back equal to
+/// it.
 pub fn live_own_table(
     config: &Config,
     system: &dyn System,
     rulesets: &[(Family, Ruleset)],
     external: &[String],
+    tables: Option<&str>,
 ) -> Result<(bool, Option<Table>)> {
-    let list = system.nft_tables();
-    let Some(list) = list.as_deref() else {
+    let Some(list) = tables else {
         return Ok((false, None));
     };
     if !has_table(list, TABLE_FAMILY, TABLE_NAME) {

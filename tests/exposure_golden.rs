@@ -38,6 +38,7 @@ fn view<'a>(texts: &'a [(Family, String)], external: &[&str]) -> HostView<'a> {
         listeners: None,
         foreign_hooks: Vec::new(),
         own_table: None,
+        docker_nft: Vec::new(),
         notes: Vec::new(),
         sets: BTreeMap::new(),
     }

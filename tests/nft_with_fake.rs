@@ -360,3 +360,23 @@ fn a_large_allow_list_on_iptables_rules_suggests_the_nftables_dataplane() {
     );
     assert_eq!(few["warnings"], json!([]));
 }
+
+#[test]
+fn the_exposure_report_walks_dockers_nftables_backend_under_our_table() {
+    let fake = docker_nft_host();
+    let before = run(&fake, &with(&policy(), json!({"_ansible_check_mode": true})));
+    let row = |result: &Value, key: &str| {
+        result[key]["ports"]
+            .as_array()
+            .and_then(|ports| ports.iter().find(|p| p["host_port"] == 8080).cloned())
+            .unwrap_or_else(|| panic!("no 8080 in {key}: {result}"))
+    };
+    // before: Docker's own rules accept 8080 from anywhere
+    assert_eq!(row(&before, "exposure_before")["verdict"], "open", "{before}");
+    // after: our prerouting chain lets only the entry's sources through to Docker's DNAT
+    assert_eq!(row(&before, "exposure")["verdict"], "restricted", "{before}");
+    let applied = run(&fake, &policy());
+    let after = row(&applied, "exposure");
+    assert_eq!(after["verdict"], "restricted", "{applied}");
+    assert_eq!(after["sources"], json!(["192.0.2.0/26"]), "{applied}");
+}

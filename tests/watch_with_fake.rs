@@ -352,5 +352,8 @@ fn a_flushed_ipset_is_filled_again_with_one_line() {
     assert_eq!(members(&fake), 150);
     // Converged: the next trigger writes nothing.
     let again = watch(&fake, vec![Trigger::Netfilter], &|_| {});
-    assert!(!again.iter().any(|l| l.starts_with("repaired")), "{again:?}");
+    assert!(
+        !again.iter().any(|l| l.starts_with("repaired")),
+        "{again:?}"
+    );
 }

@@ -80,7 +80,7 @@ fn live(options: &Options, config: &Config, system: &dyn System) -> Result<Expos
     let names = crate::system::events::docker::container_names(&socket).unwrap_or_default();
     // one `nft list tables` for other tools' hooks and for our own table
     let tables = system.nft_tables();
-    let (hooks, notes) = module::exposure::foreign_hooks(system, tables.as_deref());
+    let neighbours = module::exposure::nft_neighbours(system, tables.as_deref());
     let (present, own) =
         module::exposure::live_own_table(config, system, &rulesets, &external, tables.as_deref())?;
     let own = match (present, &own) {
@@ -88,7 +88,7 @@ fn live(options: &Options, config: &Config, system: &dyn System) -> Result<Expos
         (true, Some(table)) => OwnTable::Known(table),
         (true, None) => OwnTable::NotVerified,
     };
-    let (foreign_hooks, own_table, notes) = own.apply(&hooks, &notes);
+    let (foreign_hooks, own_table, notes) = own.apply(&neighbours.hooks, &neighbours.notes);
     Ok(analyze(&HostView {
         rulesets,
         external,
@@ -96,6 +96,7 @@ fn live(options: &Options, config: &Config, system: &dyn System) -> Result<Expos
         listeners: module::exposure::listeners(system),
         foreign_hooks,
         own_table,
+        docker_nft: neighbours.docker,
         notes,
         sets: live_sets(system),
     }))
@@ -155,6 +156,7 @@ fn from_files(options: &Options, config: &Config, system: &dyn System) -> Result
         listeners: None,
         foreign_hooks: Vec::new(),
         own_table: None,
+        docker_nft: Vec::new(),
         notes: vec![
             "from saved iptables-save output: what listens on the host is assumed (docker-proxy on \
              every published port) and other firewalls' nftables tables are not seen"

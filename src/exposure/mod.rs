@@ -2,8 +2,10 @@
 //! decides it. Pure: it reads saved rulesets (and, live, what listens on the host) and follows a
 //! NEW connection the way netfilter does: raw, mangle and nat PREROUTING (Docker's DNAT), then
 //! mangle and filter FORWARD to the container, or mangle and filter INPUT to docker-proxy when
-//! the connection is not DNAT-ed.
+//! the connection is not DNAT-ed. Native nftables tables on the way are walked where their
+//! priorities put them: ours (`own_table`) and Docker's nftables backend (`docker_nft`).
 
+mod docker_nft;
 mod matcher;
 mod nft;
 mod own_table;
@@ -46,6 +48,9 @@ pub struct HostView<'a> {
     /// Our own nftables table (the nftables dataplane), where it is known to be live: walked
     /// between iptables' chains at its hooks.
     pub own_table: Option<crate::core::nft::Table>,
+    /// Docker's nftables backend: `nft -j list table ip|ip6 docker-bridges`, per family. Its DNAT
+    /// rules give published ports, its chains are walked at their hooks.
+    pub docker_nft: Vec<(Family, String)>,
     /// What the analysis could not look at, said beside the verdicts.
     pub notes: Vec<String>,
     /// Members of our ipsets (`ipset save`, or the sets a run plans): a `--match-set` on one of
@@ -109,12 +114,30 @@ pub fn analyze(view: &HostView) -> Exposure {
     for (family, ruleset) in &view.rulesets {
         all_published.extend(published_ports(*family, ruleset));
     }
+    let mut notes = view.notes.clone();
+    let mut docker_tables = Vec::new();
+    for (family, json) in &view.docker_nft {
+        match docker_nft::compile(*family, json) {
+            Ok(docker) => {
+                all_published.extend(docker.published);
+                docker_tables.push((*family, docker.table));
+            }
+            Err(e) => notes.push(format!(
+                "nftables table {} could not be read ({e}): the ports it publishes are not in \
+                 this report",
+                docker_nft::table_name(*family)
+            )),
+        }
+    }
     let not_local: HashSet<IpAddr> = all_published.iter().map(|p| p.to_addr).collect();
     let mut ports = Vec::new();
     for (family, ruleset) in &view.rulesets {
         let mut tables = Tables::new(*family, ruleset, &view.sets);
         if let Some(own) = &view.own_table {
             tables = tables.with(own_table::compile_table(*family, own));
+        }
+        if let Some(at) = docker_tables.iter().position(|(f, _)| f == family) {
+            tables = tables.with(docker_tables.swap_remove(at).1);
         }
         for row in ports::rows_for(*family, &all_published) {
             ports.push(judge_row(view, *family, &tables, &row, &not_local));
@@ -133,7 +156,7 @@ pub fn analyze(view: &HostView) -> Exposure {
         external_interfaces: view.external.clone(),
         ports,
         summary,
-        notes: view.notes.clone(),
+        notes,
     }
 }
 
@@ -237,38 +260,42 @@ fn follow(
     };
     let mut done = Vec::new();
     let mut travelling = accepted(SourceSet::all(family), "");
+    let docker = docker_nft::table_name(family);
     let prerouting = [
         ("raw", "PREROUTING"),
+        (docker, "raw-PREROUTING"),
         ("mangle", "PREROUTING"),
         (OWN_TABLE, "prerouting"),
     ];
     for (table, chain) in prerouting {
         travelling = through(tables, table, chain, &arriving, travelling, &mut done);
     }
-    // nat PREROUTING: Docker's DNAT sends the connection to the container, anything else leaves
-    // it addressed to the host
+    // nat PREROUTING (iptables', then Docker's nftables backend's): Docker's DNAT sends the
+    // connection to the container, anything else leaves it addressed to the host
     let mut forward = SourceSet::empty(family);
-    let mut input = SourceSet::empty(family);
-    for arrived in travelling {
-        for piece in walk_hook(
-            tables.table("nat"),
-            "PREROUTING",
-            &arriving,
-            arrived.sources,
-        ) {
-            match &piece.fate {
-                Fate::Accept => input.add(&piece.sources),
-                Fate::Dnat(to) if row.to.is_some_and(|t| ports::same_target(to, t)) => {
-                    forward.add(&piece.sources)
+    for (table, chain) in [("nat", "PREROUTING"), (docker, "nat-PREROUTING")] {
+        let mut not_dnatted = Vec::new();
+        for arrived in travelling {
+            for piece in walk_hook(tables.table(table), chain, &arriving, arrived.sources) {
+                match &piece.fate {
+                    Fate::Accept => not_dnatted.push(piece),
+                    Fate::Dnat(to) if row.to.is_some_and(|t| ports::same_target(to, t)) => {
+                        forward.add(&piece.sources)
+                    }
+                    Fate::Dnat(to) => done.push(Piece {
+                        fate: Fate::Unknown,
+                        rule: format!("{} (DNAT to {to}, not the published container)", piece.rule),
+                        ..piece.clone()
+                    }),
+                    _ => done.push(piece),
                 }
-                Fate::Dnat(to) => done.push(Piece {
-                    fate: Fate::Unknown,
-                    rule: format!("{} (DNAT to {to}, not the published container)", piece.rule),
-                    ..piece.clone()
-                }),
-                _ => done.push(piece),
             }
         }
+        travelling = not_dnatted;
+    }
+    let mut input = SourceSet::empty(family);
+    for piece in travelling {
+        input.add(&piece.sources);
     }
     if let (false, Some((addr, port))) = (forward.is_empty(), row.to) {
         let routed = Packet {
@@ -287,6 +314,7 @@ fn follow(
             ("mangle", "FORWARD"),
             (OWN_TABLE, "forward"),
             ("filter", "FORWARD"),
+            (docker, "filter-FORWARD"),
         ] {
             left = through(tables, table, chain, &routed, left, &mut done);
         }

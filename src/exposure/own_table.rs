@@ -35,7 +35,7 @@ pub fn compile_table(family: Family, table: &nft::Table) -> Table<'static> {
         .map(|c| {
             let policy = if c.hook.is_some() { "ACCEPT" } else { "-" };
             let rules = c.rules.iter().map(|r| compile_rule(family, r, &sets));
-            (c.name, (policy, rules.collect()))
+            (Cow::Borrowed(c.name), (policy, rules.collect()))
         })
         .collect();
     Table {

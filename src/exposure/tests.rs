@@ -13,6 +13,7 @@ fn view<'a>(v4: &'a str, v6: Option<&'a str>, external: &[&str]) -> HostView<'a>
         listeners: None,
         foreign_hooks: Vec::new(),
         own_table: None,
+        docker_nft: Vec::new(),
         notes: Vec::new(),
         sets: BTreeMap::new(),
     }
@@ -221,4 +222,84 @@ fn our_nftables_table_is_walked_at_its_hooks() {
     let row = e.ports.iter().find(|p| p.host_port == 9090).unwrap();
     assert_eq!(row.verdict, Verdict::Closed, "{row:?}");
     assert!(row.rule.contains("ingress_deny"), "{}", row.rule);
+}
+
+const DOCKER_NFT: &str =
+    include_str!("../../tests/fixtures/nft/docker-bridges-usernet-portmap.json");
+
+/// A host where Docker runs its nftables backend: iptables' tables are empty.
+fn docker_nft_host() -> HostView<'static> {
+    let empty = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\nCOMMIT\n";
+    let mut v = view(empty, None, &["eth0"]);
+    v.docker_nft = vec![(Family::Ipv4, DOCKER_NFT.to_string())];
+    v
+}
+
+#[test]
+fn dockers_nftables_backend_is_walked_port_by_port() {
+    let e = analyze(&docker_nft_host());
+    assert_eq!(e.ports.len(), 1, "{e:?}");
+    let web = &e.ports[0];
+    // `iifname != "bridge1" tcp dport 8080 dnat to 192.0.2.2:80`, then its forward chain accepts
+    assert_eq!(
+        (
+            web.host_port,
+            web.container_address.as_deref(),
+            web.container_port,
+            web.path
+        ),
+        (8080, Some("192.0.2.2"), Some(80), "forward")
+    );
+    assert_eq!(web.verdict, Verdict::Open, "{web:?}");
+    assert_eq!(
+        web.rule,
+        "ip docker-bridges filter-forward-in__bridge1: ip daddr 192.0.2.2 tcp dport 80 accept"
+    );
+    assert!(e.notes.is_empty(), "{:?}", e.notes);
+}
+
+#[test]
+fn our_table_in_front_of_dockers_nftables_backend_restricts_its_ports() {
+    let mut v = docker_nft_host();
+    let config = crate::core::args::parse_args(&serde_json::json!({
+        "external_interfaces": ["eth0"],
+        "ingress": {"allow": [{"ports": [8080], "sources": ["198.51.100.0/24"]}]},
+    }))
+    .unwrap();
+    let facts = crate::core::nft::docker::docker_facts(DOCKER_NFT).unwrap();
+    v.own_table = crate::core::nft::desired::desired_table(&config, &v.external, &facts);
+    let e = analyze(&v);
+    let web = &e.ports[0];
+    assert_eq!(web.verdict, Verdict::Restricted, "{web:?}");
+    assert_eq!(web.sources, ["198.51.100.0/24"]);
+    assert!(
+        web.rule
+            .starts_with("inet docker_firewall ingress_deny: drop"),
+        "{}",
+        web.rule
+    );
+}
+
+#[test]
+fn what_dockers_nftables_rules_hold_beyond_the_walk_is_unknown_and_named() {
+    // a rule in front of the DNAT that tests something the walk does not model
+    let odd = DOCKER_NFT.replacen(
+        r#"{"counter": {"packets": 0, "bytes": 0}}, {"dnat""#,
+        r#"{"match": {"op": "==", "left": {"meta": {"key": "skuid"}}, "right": 0}}, {"dnat""#,
+        1,
+    );
+    let mut v = docker_nft_host();
+    v.docker_nft = vec![(Family::Ipv4, odd)];
+    let e = analyze(&v);
+    assert_eq!(e.ports[0].verdict, Verdict::Unknown, "{:?}", e.ports[0]);
+    assert!(e.ports[0].rule.contains("skuid"), "{}", e.ports[0].rule);
+    // unreadable JSON: a note, no rows
+    v.docker_nft = vec![(Family::Ipv4, "{".into())];
+    let e = analyze(&v);
+    assert!(e.ports.is_empty());
+    assert!(
+        e.notes[0].contains("ip docker-bridges could not be read"),
+        "{:?}",
+        e.notes
+    );
 }

@@ -5,6 +5,7 @@ use super::matcher::{Compiled, Cond, Packet, Target, compile};
 use super::sources::SourceSet;
 use crate::core::policy::Family;
 use crate::core::save::Ruleset;
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// Where a walk leaves a set of sources.
@@ -32,7 +33,7 @@ pub struct Piece {
 pub struct Table<'a> {
     pub(super) name: &'a str,
     /// chain -> (policy, rules in order)
-    pub(super) chains: HashMap<&'a str, (&'a str, Vec<Compiled<'a>>)>,
+    pub(super) chains: HashMap<Cow<'a, str>, (&'a str, Vec<Compiled<'a>>)>,
     /// Rules shown as nft prints them (our own table), not as `-A CHAIN spec`.
     pub(super) nftables: bool,
 }
@@ -48,14 +49,14 @@ impl<'a> Tables<'a> {
             .tables
             .iter()
             .map(|t| {
-                let mut chains: HashMap<&'a str, (&'a str, Vec<Compiled<'a>>)> = t
+                let mut chains: HashMap<Cow<'a, str>, (&'a str, Vec<Compiled<'a>>)> = t
                     .chains
                     .iter()
-                    .map(|c| (c.name, (c.policy, Vec::new())))
+                    .map(|c| (Cow::Borrowed(c.name), (c.policy, Vec::new())))
                     .collect();
                 for rule in &t.rules {
                     chains
-                        .entry(rule.chain)
+                        .entry(Cow::Borrowed(rule.chain))
                         .or_insert(("-", Vec::new()))
                         .1
                         .push(compile(family, rule.spec, sets));
@@ -70,7 +71,7 @@ impl<'a> Tables<'a> {
         Tables { tables }
     }
 
-    /// These tables and `table` (our own nftables table, compiled from its typed rules).
+    /// These tables and `table` (a native nftables table: ours, or Docker's).
     pub fn with(mut self, table: Table<'a>) -> Self {
         self.tables.push(table);
         self

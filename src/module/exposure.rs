@@ -7,6 +7,7 @@ use super::docker::DockerView;
 use super::ipsets::SetRun;
 use super::nftables::{NftPlan, NftRun, has_table};
 use crate::core::ipset::members_by_name;
+use crate::core::names::DOCKER_NFT_TABLE;
 use crate::core::nft::desired::desired_table;
 use crate::core::nft::{TABLE_FAMILY, TABLE_NAME, Table, table_id};
 use crate::core::policy::Family;
@@ -40,37 +41,59 @@ pub fn listeners(system: &dyn System) -> Option<Vec<Listener>> {
     any.then_some(out)
 }
 
-/// Other firewalls' nftables base chains on the path of published ports (our own table's too,
-/// where it exists), and a note when they cannot be looked for.
-pub fn foreign_hooks(system: &dyn System, tables: Option<&str>) -> (Vec<ForeignHook>, Vec<String>) {
+/// The nftables tables beside iptables' on the path of published ports.
+pub struct NftNeighbours {
+    /// Other firewalls' base chains (our own table's too, where it exists): not evaluated.
+    pub hooks: Vec<ForeignHook>,
+    /// Docker's nftables backend, per family (`nft -j list table`): walked.
+    pub docker: Vec<(Family, String)>,
+    /// What could not be looked at.
+    pub notes: Vec<String>,
+}
+
+/// Reads the tables of `tables` (`nft list tables`) that the analysis walks or names.
+pub fn nft_neighbours(system: &dyn System, tables: Option<&str>) -> NftNeighbours {
     let Some(list) = tables else {
-        return (
-            Vec::new(),
-            vec![
+        return NftNeighbours {
+            hooks: Vec::new(),
+            docker: Vec::new(),
+            notes: vec![
                 "nft is not installed: other firewalls' own nftables tables (firewalld's, Docker's \
                  nftables backend) were not looked for; their rules could change these verdicts"
                     .into(),
             ],
-        );
+        };
     };
-    let hooks = foreign_tables(list)
-        .iter()
-        .flat_map(|(family, name)| {
-            system
-                .nft_table(family, name)
-                .map(|listing| hooks_in(family, name, &listing))
-                .unwrap_or_default()
-        })
-        .collect();
+    let mut hooks = Vec::new();
+    let mut docker = Vec::new();
     let mut notes = Vec::new();
-    if super::nftables::docker_uses_nftables(Some(list)) {
-        notes.push(
-            "Docker runs its nftables firewall backend: the ports it publishes there (table \
-             docker-bridges) are not in this report, which reads Docker's iptables rules"
-                .into(),
+    for (family, name) in foreign_tables(list) {
+        let docker_family = match family.as_str() {
+            "ip" => Some(Family::Ipv4),
+            "ip6" => Some(Family::Ipv6),
+            _ => None,
+        };
+        if let (Some(f), DOCKER_NFT_TABLE) = (docker_family, name.as_str()) {
+            match system.nft(&["-j", "list", "table", &family, &name], None) {
+                Ok(json) => {
+                    docker.push((f, json));
+                    continue;
+                }
+                Err(e) => notes.push(format!("{e}: Docker's rules there are not walked")),
+            }
+        }
+        hooks.extend(
+            system
+                .nft_table(&family, &name)
+                .map(|listing| hooks_in(&family, &name, &listing))
+                .unwrap_or_default(),
         );
     }
-    (hooks, notes)
+    NftNeighbours {
+        hooks,
+        docker,
+        notes,
+    }
 }
 
 /// Our own nftables table as the analysis sees it.
@@ -143,9 +166,9 @@ pub(super) fn before_and_after(
         );
     }
     let listening = listeners(system);
-    let (hooks, notes) = foreign_hooks(system, system.nft_tables().as_deref());
+    let neighbours = nft_neighbours(system, system.nft_tables().as_deref());
     let view = |rulesets: Vec<(Family, Ruleset<'_>)>, own: OwnTable, members: SetMembers| {
-        let (foreign_hooks, own_table, notes) = own.apply(&hooks, &notes);
+        let (foreign_hooks, own_table, notes) = own.apply(&neighbours.hooks, &neighbours.notes);
         analyze(&HostView {
             rulesets,
             external: external.to_vec(),
@@ -153,6 +176,7 @@ pub(super) fn before_and_after(
             listeners: listening.clone(),
             foreign_hooks,
             own_table,
+            docker_nft: neighbours.docker.clone(),
             notes,
             sets: members,
         })

@@ -87,6 +87,14 @@ if [ -n "$NFTL" ]; then
     t_eq "dockernft: Docker's tables are loaded" "table ip docker-bridges
 table ip6 docker-bridges" "$(lab_nft list tables)"
     t_eq "dockernft: no iptables rules from Docker (no DOCKER-USER)" 0 "$(snap /dev/stdout | grep -c '^-A ')"
+    # the exposure report reads the ports from Docker's DNAT rules and walks its chains: what the
+    # probes above reached is open (both families, TCP and UDP)
+    T_SEQ=$((T_SEQ + 1))
+    dfw_exec exposure --json
+    t_eq "dockernft, no module: exposure says every published port is open" \
+        "ipv4 tcp 8007 open,ipv4 tcp 8080 open,ipv4 tcp 8443 open,ipv4 udp 8080 open,ipv6 tcp 8007 open,ipv6 tcp 8080 open,ipv6 tcp 8443 open,ipv6 udp 8080 open" \
+        "$(dfw_q '[.ports[] | "\(.family) \(.proto) \(.host_port) \(.verdict)"] | sort | join(",")')" \
+        "rc=$DFW_RC $(head -c 1500 "$DFW_OUT") $(head -c 500 "$DFW_ERR")"
 fi
 for f in 4 6; do
     if [ "$f" = 4 ]; then a=$HOST4; else a=$HOST6; fi
@@ -146,20 +154,18 @@ if nft_apply "nftables" '{}'; then
     t_match "nftables: base chain prerouting at priority -110" 'type filter hook prerouting priority (-110|dstnat - 10)' "$(our_table)"
     # the exposure report walks our table at its hooks: the module's report (the second run's) and
     # `exposure --policy` (a policy file holds the module's options) say 8080/tcp is restricted to
-    # the allowed client; Docker's own nftables backend publishes no iptables DNAT to read
-    if [ "$LAYOUT" != dockernft ]; then
-        row='[.ports // .exposure.ports | .[] | select(.family == "ipv4" and .host_port == 8080 and .proto == "tcp")
-             | "\(.verdict) \(.sources | join(","))"] | first'
-        t_eq "nftables: the module's exposure report: 8080/tcp restricted to the allowed client" \
-            "restricted $ALLOWED4/32" "$(dfw_q "$row")" "$(jq -c .exposure "$DFW_OUT" 2>/dev/null | head -c 1500)"
-        jq 'with_entries(select(.key | startswith("_") | not))' "$DFW_ARGS" >"$T_DIR/policy.json"
-        T_SEQ=$((T_SEQ + 1))
-        dfw_exec exposure --json --policy "$T_DIR/policy.json"
-        t_eq "nftables: exposure --policy: 8080/tcp restricted to the allowed client" \
-            "restricted $ALLOWED4/32" "$(dfw_q "$row")" "rc=$DFW_RC $(head -c 1500 "$DFW_OUT") $(head -c 500 "$DFW_ERR")"
-        t_eq "nftables: exposure --policy: no port open or unknown" "" \
-            "$(dfw_q '[.ports[] | select(.verdict == "open" or .verdict == "unknown")] | map("\(.family) \(.host_port) \(.verdict)") | join(" ")')"
-    fi
+    # the allowed client; on dockernft the ports come from Docker's own tables, walked too
+    row='[.ports // .exposure.ports | .[] | select(.family == "ipv4" and .host_port == 8080 and .proto == "tcp")
+         | "\(.verdict) \(.sources | join(","))"] | first'
+    t_eq "nftables: the module's exposure report: 8080/tcp restricted to the allowed client" \
+        "restricted $ALLOWED4/32" "$(dfw_q "$row")" "$(jq -c .exposure "$DFW_OUT" 2>/dev/null | head -c 1500)"
+    jq 'with_entries(select(.key | startswith("_") | not))' "$DFW_ARGS" >"$T_DIR/policy.json"
+    T_SEQ=$((T_SEQ + 1))
+    dfw_exec exposure --json --policy "$T_DIR/policy.json"
+    t_eq "nftables: exposure --policy: 8080/tcp restricted to the allowed client" \
+        "restricted $ALLOWED4/32" "$(dfw_q "$row")" "rc=$DFW_RC $(head -c 1500 "$DFW_OUT") $(head -c 500 "$DFW_ERR")"
+    t_eq "nftables: exposure --policy: no port open or unknown" "" \
+        "$(dfw_q '[.ports[] | select(.verdict == "open" or .verdict == "unknown")] | map("\(.family) \(.host_port) \(.verdict)") | join(" ")')"
     # the rules file is what a boot loads (nftables.service or the watch service): load it into a
     # host without our table and the module finds nothing to change
     nf=$RULES_DIR/docker_firewall.nft

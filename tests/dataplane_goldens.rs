@@ -10,6 +10,9 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+mod common;
+use common::reject_egress_log_policy;
+
 fn facts(forward_chain: &'static str) -> DockerFacts {
     let port = |proto: &str, port: &str| PublishedPort {
         proto: proto.into(),
@@ -51,13 +54,7 @@ fn cases() -> Vec<(&'static str, &'static str, Value)> {
         (
             "reject-egress-log",
             "DOCKER-USER",
-            json!({
-                "external_interfaces": ["eth0", "wlan+"],
-                "ingress": {"default": "reject", "allow": [{"ports": [8080], "proto": "tcp"}]},
-                "egress": {"deny_private": true, "deny_host": true,
-                           "allow": [{"destinations": ["10.0.0.53", "fd00::53"], "ports": [53], "proto": "udp", "comment": "dns"}]},
-                "log": {"rate": "10/hour"}
-            }),
+            reject_egress_log_policy(),
         ),
         (
             "audit-ipv4-only-gate",

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use std::path::Path;
 
 mod common;
-use common::run;
+use common::{reject_egress_log_policy, run};
 
 const DOCKER_NFT_V4: &str = include_str!("fixtures/nft/docker-bridges-usernet-portmap.json");
 const NFT_FILE: &str = "/etc/docker_firewall/docker_firewall.nft";
@@ -254,16 +254,7 @@ fn golden_tables() {
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let cases = [
         ("allow-lists", policy()),
-        (
-            "reject-egress-log",
-            json!({
-                "external_interfaces": ["eth0", "wlan+"],
-                "ingress": {"default": "reject", "allow": [{"ports": [8080], "proto": "tcp"}]},
-                "egress": {"deny_private": true, "deny_host": true,
-                           "allow": [{"destinations": ["10.0.0.53", "fd00::53"], "ports": [53], "proto": "udp", "comment": "dns"}]},
-                "log": {"rate": "10/hour"}
-            }),
-        ),
+        ("reject-egress-log", reject_egress_log_policy()),
         (
             "audit-ipv4-only",
             json!({"external_interfaces": ["eth0"], "families": ["ipv4"], "audit": true,
@@ -364,7 +355,10 @@ fn a_large_allow_list_on_iptables_rules_suggests_the_nftables_dataplane() {
 #[test]
 fn the_exposure_report_walks_dockers_nftables_backend_under_our_table() {
     let fake = docker_nft_host();
-    let before = run(&fake, &with(&policy(), json!({"_ansible_check_mode": true})));
+    let before = run(
+        &fake,
+        &with(&policy(), json!({"_ansible_check_mode": true})),
+    );
     let row = |result: &Value, key: &str| {
         result[key]["ports"]
             .as_array()
@@ -372,9 +366,17 @@ fn the_exposure_report_walks_dockers_nftables_backend_under_our_table() {
             .unwrap_or_else(|| panic!("no 8080 in {key}: {result}"))
     };
     // before: Docker's own rules accept 8080 from anywhere
-    assert_eq!(row(&before, "exposure_before")["verdict"], "open", "{before}");
+    assert_eq!(
+        row(&before, "exposure_before")["verdict"],
+        "open",
+        "{before}"
+    );
     // after: our prerouting chain lets only the entry's sources through to Docker's DNAT
-    assert_eq!(row(&before, "exposure")["verdict"], "restricted", "{before}");
+    assert_eq!(
+        row(&before, "exposure")["verdict"],
+        "restricted",
+        "{before}"
+    );
     let applied = run(&fake, &policy());
     let after = row(&applied, "exposure");
     assert_eq!(after["verdict"], "restricted", "{applied}");

@@ -44,3 +44,14 @@ pub fn without_empty_tables(dump: &str) -> String {
     }
     out
 }
+
+/// A feature policy both dataplanes' goldens render: reject, egress with an exception, a log rate.
+pub fn reject_egress_log_policy() -> Value {
+    serde_json::json!({
+        "external_interfaces": ["eth0", "wlan+"],
+        "ingress": {"default": "reject", "allow": [{"ports": [8080], "proto": "tcp"}]},
+        "egress": {"deny_private": true, "deny_host": true,
+                   "allow": [{"destinations": ["10.0.0.53", "fd00::53"], "ports": [53], "proto": "udp", "comment": "dns"}]},
+        "log": {"rate": "10/hour"}
+    })
+}

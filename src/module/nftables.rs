@@ -8,20 +8,10 @@ use crate::core::desired::DockerFacts;
 use crate::core::nft::docker::{DOCKER_TABLE, docker_facts};
 use crate::core::nft::live::{TableView, parse_view};
 use crate::core::nft::{TABLE_FAMILY, TABLE_NAME, Table, delete_script, table_id};
+pub(crate) use crate::core::nft::{docker_uses_nftables, has_table};
 use crate::system::System;
 use anyhow::{Result, anyhow};
 use serde_json::{Value, json};
-
-/// Whether `nft list tables` shows `table FAMILY NAME`.
-pub(crate) fn has_table(tables: &str, family: &str, name: &str) -> bool {
-    let wanted = format!("table {family} {name}");
-    tables.lines().any(|l| l.trim() == wanted)
-}
-
-/// Whether Docker runs its nftables firewall backend (its `docker-bridges` tables exist).
-pub(crate) fn docker_uses_nftables(tables: Option<&str>) -> bool {
-    tables.is_some_and(|t| has_table(t, "ip", DOCKER_TABLE) || has_table(t, "ip6", DOCKER_TABLE))
-}
 
 /// The ports and bridges Docker's nftables tables show, per family that has a table.
 pub(crate) fn read_docker_facts(system: &dyn System, tables: &str) -> Result<Vec<DockerFacts>> {

@@ -157,7 +157,7 @@ pub(super) fn read_iptables(
     let no_iptables = [Backend::Legacy, Backend::Nft]
         .iter()
         .all(|b| !system.has_tools(Family::Ipv4, *b));
-    if no_iptables && (wants_nft || super::nftables::docker_uses_nftables(nft_tables)) {
+    if no_iptables && (wants_nft || crate::core::nft::docker_uses_nftables(nft_tables)) {
         return Ok(HostRead {
             backend: Backend::Nft,
             texts: Vec::new(),

@@ -22,6 +22,20 @@ pub use super::names::{
 /// nftables keeps rule comments up to 128 bytes.
 pub(super) const MAX_COMMENT: usize = 127;
 
+/// Whether `nft list tables` shows `table FAMILY NAME`.
+pub fn has_table(tables: &str, family: &str, name: &str) -> bool {
+    let wanted = format!("table {family} {name}");
+    tables.lines().any(|l| l.trim() == wanted)
+}
+
+/// Whether Docker runs its nftables firewall backend (its `docker-bridges` tables exist), from
+/// `nft list tables` (`None`: nft is not installed).
+pub fn docker_uses_nftables(tables: Option<&str>) -> bool {
+    tables.is_some_and(|t| {
+        has_table(t, "ip", docker::DOCKER_TABLE) || has_table(t, "ip6", docker::DOCKER_TABLE)
+    })
+}
+
 /// `inet docker_firewall`.
 pub fn table_id() -> String {
     format!("{TABLE_FAMILY} {TABLE_NAME}")

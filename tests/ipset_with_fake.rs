@@ -128,6 +128,8 @@ fn a_large_entry_gets_a_set_per_family_and_a_second_run_writes_nothing() {
     assert_eq!(second["changed"], false, "{second}");
     assert_eq!(fake.restores.get(), restores);
     assert_eq!(fake.ipset_inputs.borrow().len(), ipset_writes);
+    // Another tool's set (a blocklist) is never dumped: runs save ours by name.
+    assert_eq!(fake.ipset_full_saves.get(), 0);
 }
 
 #[test]

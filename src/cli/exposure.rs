@@ -104,8 +104,7 @@ fn live(options: &Options, config: &Config, system: &dyn System) -> Result<Expos
 
 /// Our ipsets' members, live; without ipset (or when it fails) none, and their rules stay unknown.
 fn live_sets(system: &dyn System) -> crate::exposure::SetMembers {
-    system
-        .ipset(&["save"], None)
+    crate::module::ipsets::save_ours(system)
         .ok()
         .and_then(|text| crate::core::ipset::parse_save(&text).ok())
         .map(|sets| crate::core::ipset::members_by_name(&sets))

@@ -7,7 +7,7 @@ mod checks;
 mod dataplane;
 mod docker;
 pub mod exposure;
-mod ipsets;
+pub(crate) mod ipsets;
 mod iptables;
 mod nftables;
 pub mod policy_file;

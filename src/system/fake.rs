@@ -242,6 +242,8 @@ pub struct FakeSystem {
     pub ipset_installed: Cell<bool>,
     /// Every `ipset restore` input, in order.
     pub ipset_inputs: RefCell<Vec<String>>,
+    /// How many times every set was dumped (`ipset save` without a set name).
+    pub ipset_full_saves: Cell<usize>,
     /// When set, the first restore line starting with this text fails (lines before it are
     /// applied, as with the real tool); once.
     pub fail_ipset_line: RefCell<Option<String>>,

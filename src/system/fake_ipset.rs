@@ -39,7 +39,25 @@ pub(super) fn run(
         });
     }
     match args {
-        ["save"] => Ok(save(&fake.ipsets.borrow())),
+        ["save"] => {
+            fake.ipset_full_saves.set(fake.ipset_full_saves.get() + 1);
+            Ok(save(&fake.ipsets.borrow()))
+        }
+        ["save", name] => {
+            let sets = fake.ipsets.borrow();
+            let set = sets.get_key_value(*name).ok_or_else(|| {
+                fail("ipset v7.17: The set with the given name does not exist".into())
+            })?;
+            Ok(save(
+                &std::iter::once((set.0.clone(), set.1.clone())).collect(),
+            ))
+        }
+        ["list", "-n"] => Ok(fake
+            .ipsets
+            .borrow()
+            .keys()
+            .map(|n| format!("{n}\n"))
+            .collect()),
         ["restore"] => {
             let script = input.unwrap_or_default();
             fake.ipset_inputs.borrow_mut().push(script.to_string());

@@ -4,7 +4,7 @@
 # IPv4 and IPv6; a second run and check mode write nothing; membership changes swap a full set in
 # (an allowed client probing throughout is never refused) and leave the rules alone; removing the
 # client refuses it; the sets file then the rules files load into an empty namespace as at boot;
-# absent leaves iptables-save and ipset save as before.
+# absent leaves iptables-save and ipset save as before; another tool's set is never dumped nor touched.
 # layouts: docker28
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -32,11 +32,16 @@ allow_override() {
 }
 WITH_CLIENT=$(allow_override "$ALLOWED4" "$ALLOWED6")
 
+# another tool's set: never dumped by a run (ours are saved by name), never touched
+ip netns exec "$NS_HOST" ipset create blocklist hash:ip family inet
+ip netns exec "$NS_HOST" ipset add blocklist 203.0.113.9
 snap "$T_DIR/pristine"
 sets_save >"$T_DIR/sets-pristine"
 
 if t_dfw_ok "apply a 150-source entry" "$WITH_CLIENT"; then
     t_changed "apply reports changed" true
+    t_eq "the run saves our sets by name, never every set" "0 2" \
+        "$(grep -cx 'ipset save' "$T_XTLOG") $(grep -c '^ipset save dfw-allow-0-v[46]$' "$T_XTLOG")" "$(cat "$T_XTLOG")"
     t_eq "IPv4 set holds 150 members" 150 "$(set_members dfw-allow-0-v4)"
     t_eq "IPv6 set holds 150 members" 150 "$(set_members dfw-allow-0-v6)"
     for fam in 4 6; do

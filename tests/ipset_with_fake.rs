@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use std::path::Path;
 
 mod common;
-use common::{run, without_empty_tables};
+use common::{DOCKER_USER_ONLY, run, without_empty_tables};
 
 const V4: &str = "\
 *nat
@@ -29,22 +29,12 @@ COMMIT
 -A DOCKER-USER -j RETURN
 COMMIT
 ";
-const V6: &str = "\
-*filter
-:INPUT ACCEPT [0:0]
-:FORWARD DROP [0:0]
-:OUTPUT ACCEPT [0:0]
-:DOCKER-USER - [0:0]
--A FORWARD -j DOCKER-USER
--A DOCKER-USER -j RETURN
-COMMIT
-";
 const SETS_FILE: &str = "/etc/iptables/ipsets";
 
 fn host() -> FakeSystem {
     let fake = FakeSystem::new();
     fake.load(Family::Ipv4, Backend::Nft, V4);
-    fake.load(Family::Ipv6, Backend::Nft, V6);
+    fake.load(Family::Ipv6, Backend::Nft, DOCKER_USER_ONLY);
     // Somebody else's set: never touched.
     fake.ipsets.borrow_mut().insert(
         "blocklist".into(),

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use std::path::Path;
 
 mod common;
-use common::{foreign_lines, run, without_empty_tables};
+use common::{DOCKER_USER_ONLY, foreign_lines, run, without_empty_tables};
 
 const DOCKER_20_V4: &str = "\
 *nat
@@ -48,21 +48,10 @@ COMMIT
 COMMIT
 ";
 
-const DOCKER_20_V6: &str = "\
-*filter
-:INPUT ACCEPT [0:0]
-:FORWARD DROP [0:0]
-:OUTPUT ACCEPT [0:0]
-:DOCKER-USER - [0:0]
--A FORWARD -j DOCKER-USER
--A DOCKER-USER -j RETURN
-COMMIT
-";
-
 fn machine() -> FakeSystem {
     let fake = FakeSystem::new();
     fake.load(Family::Ipv4, Backend::Nft, DOCKER_20_V4);
-    fake.load(Family::Ipv6, Backend::Nft, DOCKER_20_V6);
+    fake.load(Family::Ipv6, Backend::Nft, DOCKER_USER_ONLY);
     fake
 }
 

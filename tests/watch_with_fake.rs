@@ -14,15 +14,13 @@ use std::sync::mpsc::channel;
 use std::time::Duration;
 
 mod common;
+use common::DOCKER_USER_ONLY;
 
 const POLICY: &str = "/etc/docker_firewall/policy.json";
-const V4: &str = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
-:DOCKER-USER - [0:0]\n-A FORWARD -j DOCKER-USER\n-A DOCKER-USER -j RETURN\nCOMMIT\n";
-
 fn machine(policy: serde_json::Value) -> FakeSystem {
     let fake = FakeSystem::new();
-    fake.load(Family::Ipv4, Backend::Nft, V4);
-    fake.load(Family::Ipv6, Backend::Nft, V4);
+    fake.load(Family::Ipv4, Backend::Nft, DOCKER_USER_ONLY);
+    fake.load(Family::Ipv6, Backend::Nft, DOCKER_USER_ONLY);
     fake.files
         .borrow_mut()
         .insert(POLICY.into(), policy.to_string());

@@ -12,11 +12,21 @@ use anyhow::{Context, Result, anyhow};
 use std::path::Path;
 
 fn restore_failure(family: Family, error: &CommandError, input: &str) -> anyhow::Error {
-    let mut msg = format!("{}: {error}", family.name());
-    if let Some(line) = failing_line(&error.stderr)
+    let line = failing_line(&error.stderr);
+    with_failing_line(format!("{}: {error}", family.name()), line, input)
+}
+
+/// `msg`, and line `line` of `input` (the line the failed command's stderr names: iptables-restore,
+/// ipset restore, nft -f), as "; input line N: TEXT".
+pub(super) fn with_failing_line(
+    mut msg: String,
+    line: Option<usize>,
+    input: &str,
+) -> anyhow::Error {
+    if let Some(line) = line
         && let Some(text) = input.lines().nth(line.saturating_sub(1))
     {
-        msg.push_str(&format!("; input line {line}: {text}"));
+        msg.push_str(&format!("; input line {line}: {}", text.trim()));
     }
     anyhow!(msg)
 }

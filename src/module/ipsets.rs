@@ -3,6 +3,7 @@
 //! rules that used them are gone (iptables.rs orders the steps), read back, and put back as
 //! they were when a step fails.
 
+use super::apply::{failing_line, with_failing_line};
 use super::{DiffEntry, FileChange};
 use crate::core::ipset::{IpSet, SetPlan, is_ours, parse_save, plan_sets, render_save};
 use crate::system::{CommandError, System};
@@ -134,15 +135,5 @@ fn restore(system: &dyn System, script: &str) -> Result<()> {
     system
         .ipset(&["restore"], Some(script))
         .map(|_| ())
-        .map_err(|e| restore_failure(&e, script))
-}
-
-fn restore_failure(error: &CommandError, input: &str) -> anyhow::Error {
-    let mut msg = error.to_string();
-    if let Some(line) = super::apply::failing_line(&error.stderr)
-        && let Some(text) = input.lines().nth(line.saturating_sub(1))
-    {
-        msg.push_str(&format!("; input line {line}: {text}"));
-    }
-    anyhow!(msg)
+        .map_err(|e| with_failing_line(e.to_string(), failing_line(&e.stderr), script))
 }

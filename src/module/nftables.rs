@@ -2,6 +2,7 @@
 //! tables, plan (replace the table, delete it, or nothing), apply in one `nft -f` transaction,
 //! read back, and roll back by feeding the listing read before the run back to nft.
 
+use super::apply::with_failing_line;
 use super::dataplane::Dataplane;
 use super::{DiffEntry, FileChange, file_entry};
 use crate::core::desired::DockerFacts;
@@ -111,13 +112,7 @@ impl NftRun {
             return Ok(());
         };
         system.nft(&["-f", "-"], Some(&script)).map_err(|e| {
-            let mut msg = format!("nftables: {e}");
-            if let Some(line) = failing_line(&e.stderr)
-                && let Some(text) = script.lines().nth(line.saturating_sub(1))
-            {
-                msg.push_str(&format!("; input line {line}: {}", text.trim()));
-            }
-            anyhow!(msg)
+            with_failing_line(format!("nftables: {e}"), failing_line(&e.stderr), &script)
         })?;
         let tables = system.nft_tables().unwrap_or_default();
         let after = NftRun::plan(system, Some(&tables), self.desired.clone())?;

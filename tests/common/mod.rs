@@ -55,3 +55,16 @@ pub fn reject_egress_log_policy() -> Value {
         "log": {"rate": "10/hour"}
     })
 }
+
+/// A filter table where Docker keeps only its DOCKER-USER hook (an IPv6 side without NAT, or a
+/// host where Docker has not published anything yet).
+pub const DOCKER_USER_ONLY: &str = "\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER-USER - [0:0]
+-A FORWARD -j DOCKER-USER
+-A DOCKER-USER -j RETURN
+COMMIT
+";
